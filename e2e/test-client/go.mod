@@ -1,0 +1,3 @@
+module hostplane.dev/e2e/test-client
+
+go 1.26
