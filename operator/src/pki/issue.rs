@@ -1,0 +1,255 @@
+//! Carrying out a plan: the only place that generates keys and signs certificates.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyUsagePurpose, SanType,
+};
+use time::{Duration, OffsetDateTime};
+
+use super::error::PkiError;
+use super::inspect::inspect;
+use super::item::{ByCa, Item, ItemKind};
+use super::key::PrivateKey;
+use super::plan::{CertStep, Plan, SaStep};
+use super::profile::{CertSpec, San, Usage};
+
+/// A certificate with its private key. `Debug` shows the item and validity, never the key.
+pub struct CertKeyPair {
+    pub(crate) item: Item,
+    pub(crate) der: Vec<u8>,
+    pub(crate) key: PrivateKey,
+    pub(crate) not_before: OffsetDateTime,
+    pub(crate) not_after: OffsetDateTime,
+}
+
+impl CertKeyPair {
+    /// Which item this is.
+    #[must_use]
+    pub const fn item(&self) -> Item {
+        self.item
+    }
+
+    /// The certificate, DER.
+    #[must_use]
+    pub fn cert_der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// The certificate, PEM (LF line endings).
+    #[must_use]
+    pub fn cert_pem(&self) -> String {
+        pem::encode_config(
+            &pem::Pem::new("CERTIFICATE", self.der.clone()),
+            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+        )
+    }
+
+    /// The private key.
+    #[must_use]
+    pub const fn key(&self) -> &PrivateKey {
+        &self.key
+    }
+
+    /// Start of validity.
+    #[must_use]
+    pub const fn not_before(&self) -> OffsetDateTime {
+        self.not_before
+    }
+
+    /// End of validity.
+    #[must_use]
+    pub const fn not_after(&self) -> OffsetDateTime {
+        self.not_after
+    }
+}
+
+impl fmt::Debug for CertKeyPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertKeyPair")
+            .field("item", &self.item)
+            .field("not_before", &self.not_before)
+            .field("not_after", &self.not_after)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A complete tenant PKI: three CAs, the service-account key and every leaf.
+#[derive(Debug)]
+pub struct Pki {
+    pub(crate) cas: ByCa<CertKeyPair>,
+    pub(crate) service_account: PrivateKey,
+    /// Every leaf item (built from [`Item::ALL`], so none is missing).
+    pub(crate) leaves: BTreeMap<Item, CertKeyPair>,
+}
+
+impl Pki {
+    /// The certificate of `item`; `None` for [`Item::ServiceAccount`], which has none.
+    #[must_use]
+    pub fn cert(&self, item: Item) -> Option<&CertKeyPair> {
+        match item.kind() {
+            ItemKind::Ca(ca) => Some(self.cas.get(ca)),
+            ItemKind::ServiceAccountKey => None,
+            ItemKind::Leaf { .. } => self.leaves.get(&item),
+        }
+    }
+
+    /// The CA that signed `item` (a CA is its own); `None` for [`Item::ServiceAccount`].
+    #[must_use]
+    pub const fn issuer_of(&self, item: Item) -> Option<&CertKeyPair> {
+        match item.kind() {
+            ItemKind::Ca(ca) | ItemKind::Leaf { issuer: ca } => Some(self.cas.get(ca)),
+            ItemKind::ServiceAccountKey => None,
+        }
+    }
+
+    /// The service-account signing key.
+    #[must_use]
+    pub const fn service_account_key(&self) -> &PrivateKey {
+        &self.service_account
+    }
+}
+
+/// Carries out `plan`: keeps what it keeps, generates a key and a certificate for everything it
+/// issues or re-issues (new certificates valid from `now - BACKDATE`). The only function of this
+/// module that generates keys.
+pub fn execute(plan: Plan, now: OffsetDateTime) -> Result<Pki, PkiError> {
+    let now = now - Duration::nanoseconds(i64::from(now.nanosecond()));
+    let Plan {
+        cas,
+        service_account,
+        leaves,
+        validity,
+        ca_renewals: _,
+    } = plan;
+    let cas = cas.into_map(|ca, planned| match planned.step {
+        CertStep::Keep(cert) => Ok(cert),
+        CertStep::Issue(spec) => issue(ca.item(), &spec, None, now, now + validity.ca),
+    })?;
+    let service_account = match service_account.step {
+        SaStep::Keep(key) => key,
+        SaStep::Generate => PrivateKey::generate().map_err(|source| PkiError::KeyGeneration {
+            item: Item::ServiceAccount,
+            source,
+        })?,
+    };
+    let leaves = leaves
+        .into_iter()
+        .map(|(item, (issuer, planned))| {
+            let cert = match planned.step {
+                CertStep::Keep(cert) => cert,
+                CertStep::Issue(spec) => {
+                    let ca = Some(cas.get(issuer));
+                    issue(item, &spec, ca, now, now + validity.leaf)?
+                }
+            };
+            Ok((item, cert))
+        })
+        .collect::<Result<_, PkiError>>()?;
+    Ok(Pki {
+        cas,
+        service_account,
+        leaves,
+    })
+}
+
+/// Generates a key and a certificate for `spec`: self-signed when `issuer` is `None`.
+fn issue(
+    item: Item,
+    spec: &CertSpec,
+    issuer: Option<&CertKeyPair>,
+    now: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<CertKeyPair, PkiError> {
+    let failed = |reason: String| PkiError::Issue { item, reason };
+    let not_before = now - super::BACKDATE;
+    let params = params(spec, not_before, not_after).map_err(|err| failed(err.to_string()))?;
+    let key = PrivateKey::generate().map_err(|source| PkiError::KeyGeneration { item, source })?;
+    let der = match issuer {
+        None => params.self_signed(key.key_pair()),
+        Some(ca) => Issuer::from_ca_cert_der(&ca.der.as_slice().into(), ca.key.key_pair())
+            .and_then(|issuer| params.signed_by(key.key_pair(), &issuer)),
+    }
+    .map_err(|err| failed(err.to_string()))?
+    .der()
+    .to_vec();
+    // A leaf whose issuer name is not byte-for-byte its CA's subject would fail chain building,
+    // and `plan` would re-issue it on every reconcile: refuse it here instead.
+    if let Some(ca) = issuer {
+        let (leaf_info, ca_info) = (
+            inspect(&der).map_err(&failed)?,
+            inspect(&ca.der).map_err(&failed)?,
+        );
+        if leaf_info.issuer_raw != ca_info.subject_raw {
+            return Err(failed(
+                "the CA's subject name cannot be reproduced as the issuer name".to_owned(),
+            ));
+        }
+    }
+    Ok(CertKeyPair {
+        item,
+        der,
+        key,
+        not_before,
+        not_after,
+    })
+}
+
+fn params(
+    spec: &CertSpec,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<CertificateParams, rcgen::Error> {
+    let mut params = CertificateParams::default();
+    params.not_before = not_before;
+    params.not_after = not_after;
+    let mut subject = DistinguishedName::new();
+    if let Some(org) = spec.organization {
+        subject.push(DnType::OrganizationName, org);
+    }
+    subject.push(DnType::CommonName, spec.common_name);
+    params.distinguished_name = subject;
+    params.subject_alt_names = spec
+        .sans
+        .iter()
+        .map(|san| match san {
+            San::Dns(name) => Ok(SanType::DnsName(name.as_str().try_into()?)),
+            San::Ip(ip) => Ok(SanType::IpAddress(*ip)),
+        })
+        .collect::<Result<_, rcgen::Error>>()?;
+    let (server, client) = match spec.usage {
+        Usage::Ca => {
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+            ];
+            return Ok(params);
+        }
+        Usage::Server => (true, false),
+        Usage::Client => (false, true),
+        Usage::ServerAndClient => (true, true),
+    };
+    // kubeadm's leaf profile: basicConstraints CA:false, digitalSignature + keyEncipherment.
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.use_authority_key_identifier_extension = true;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    if server {
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ServerAuth);
+    }
+    if client {
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ClientAuth);
+    }
+    Ok(params)
+}

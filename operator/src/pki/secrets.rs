@@ -1,0 +1,181 @@
+//! The PKI as Secret data (`BTreeMap<String, Vec<u8>>` per item), both ways.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use super::error::PkiError;
+use super::inspect::{CertInfo, inspect, pem_to_der};
+use super::issue::{CertKeyPair, Pki};
+use super::item::{ByCa, Item, ItemKind};
+use super::key::PrivateKey;
+
+/// The data of one Secret, as in `Secret.data` (decoded bytes).
+pub type SecretData = BTreeMap<String, Vec<u8>>;
+/// The PKI Secrets that exist, by item (absent items have no Secret).
+pub type ExistingSecrets = BTreeMap<Item, SecretData>;
+
+/// Certificate (PEM) of a TLS Secret.
+pub const TLS_CRT: &str = "tls.crt";
+/// Private key (PKCS#8 PEM) of a TLS Secret.
+pub const TLS_KEY: &str = "tls.key";
+/// The issuing CA's certificate (PEM); in a CA Secret, the CA itself.
+pub const CA_CRT: &str = "ca.crt";
+/// Service-account signing key (PKCS#8 PEM).
+pub const SA_KEY: &str = "sa.key";
+/// Service-account public key (PKIX PEM), for `--service-account-key-file`.
+pub const SA_PUB: &str = "sa.pub";
+/// Secret type of every certificate Secret.
+pub const SECRET_TYPE_TLS: &str = "kubernetes.io/tls";
+/// Secret type of the service-account key Secret.
+pub const SECRET_TYPE_OPAQUE: &str = "Opaque";
+
+/// Why stored certificate data cannot be kept as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LoadError {
+    Unparsable(String),
+    KeyMismatch,
+    KeyNotP256,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Unparsable(reason) => f.write_str(reason),
+            LoadError::KeyMismatch => f.write_str("its private key does not match its certificate"),
+            LoadError::KeyNotP256 => f.write_str("its key is not ECDSA P-256"),
+        }
+    }
+}
+
+fn field<'a>(data: &'a SecretData, key: &str) -> Result<&'a [u8], LoadError> {
+    data.get(key)
+        .map(Vec::as_slice)
+        .ok_or_else(|| LoadError::Unparsable(format!("it has no `{key}`")))
+}
+
+/// Reads `tls.crt`/`tls.key` of a certificate item. `ca.crt` is not read: what signed a leaf is
+/// checked against the CA's own Secret.
+pub(crate) fn load_cert(
+    item: Item,
+    data: &SecretData,
+) -> Result<(CertKeyPair, CertInfo), LoadError> {
+    let der = pem_to_der(field(data, TLS_CRT)?)
+        .map_err(|reason| LoadError::Unparsable(format!("`{TLS_CRT}`: {reason}")))?;
+    let info =
+        inspect(&der).map_err(|reason| LoadError::Unparsable(format!("`{TLS_CRT}`: {reason}")))?;
+    if !info.key_is_p256 {
+        return Err(LoadError::KeyNotP256);
+    }
+    let key = PrivateKey::from_pem(field(data, TLS_KEY)?)
+        .map_err(|reason| LoadError::Unparsable(format!("`{TLS_KEY}`: {reason}")))?;
+    if key.public_key_raw() != info.public_key_raw.as_slice() {
+        return Err(LoadError::KeyMismatch);
+    }
+    let cert = CertKeyPair {
+        item,
+        der,
+        key,
+        not_before: info.not_before,
+        not_after: info.not_after,
+    };
+    Ok((cert, info))
+}
+
+/// Reads `sa.key` (`sa.pub` is derived from it, so it is not read).
+pub(crate) fn load_service_account(data: &SecretData) -> Result<PrivateKey, LoadError> {
+    PrivateKey::from_pem(field(data, SA_KEY)?)
+        .map_err(|reason| LoadError::Unparsable(format!("`{SA_KEY}`: {reason}")))
+}
+
+fn entry(key: &str, value: impl Into<Vec<u8>>) -> (String, Vec<u8>) {
+    (key.to_owned(), value.into())
+}
+
+impl Pki {
+    /// The data of `item`'s Secret: `tls.crt`, `tls.key` and `ca.crt` (the issuer; for a CA the
+    /// CA itself), or `sa.key` and `sa.pub` for [`Item::ServiceAccount`].
+    #[must_use]
+    pub fn secret_data(&self, item: Item) -> SecretData {
+        let tls = |cert: &CertKeyPair, ca: &CertKeyPair| {
+            SecretData::from([
+                entry(TLS_CRT, cert.cert_pem()),
+                entry(TLS_KEY, cert.key().to_pkcs8_pem()),
+                entry(CA_CRT, ca.cert_pem()),
+            ])
+        };
+        match item.kind() {
+            ItemKind::Ca(ca) => tls(self.cas.get(ca), self.cas.get(ca)),
+            ItemKind::ServiceAccountKey => SecretData::from([
+                entry(SA_KEY, self.service_account.to_pkcs8_pem()),
+                entry(SA_PUB, self.service_account.public_key_pem()),
+            ]),
+            ItemKind::Leaf { issuer } => match self.leaves.get(&item) {
+                Some(cert) => tls(cert, self.cas.get(issuer)),
+                None => SecretData::new(),
+            },
+        }
+    }
+
+    /// The data of every Secret, by item.
+    #[must_use]
+    pub fn to_secret_data(&self) -> ExistingSecrets {
+        Item::ALL
+            .into_iter()
+            .map(|item| (item, self.secret_data(item)))
+            .collect()
+    }
+
+    /// The items whose Secret is absent from `existing` or differs in a key this module writes
+    /// (other keys are left alone), roots first: the Secrets to write after [`execute`].
+    ///
+    /// [`execute`]: super::execute
+    #[must_use]
+    pub fn changed_secrets(&self, existing: &ExistingSecrets) -> Vec<Item> {
+        Item::ALL
+            .into_iter()
+            .filter(|item| {
+                let stored = existing.get(item);
+                self.secret_data(*item)
+                    .iter()
+                    .any(|(key, value)| stored.and_then(|data| data.get(key)) != Some(value))
+            })
+            .collect()
+    }
+
+    /// Reads a complete PKI from Secret data, strictly: every item must be present and usable.
+    /// This checks the data only (keys match certificates); whether the PKI is still what the
+    /// inputs ask for is [`plan`](super::plan)'s question.
+    pub fn from_secret_data(secrets: &ExistingSecrets) -> Result<Pki, PkiError> {
+        let data = |item: Item| {
+            secrets.get(&item).ok_or_else(|| PkiError::SecretData {
+                item,
+                reason: format!("there is no `{}` Secret", item.secret_suffix()),
+            })
+        };
+        let load = |item: Item| {
+            load_cert(item, data(item)?)
+                .map(|(cert, _)| cert)
+                .map_err(|err| PkiError::SecretData {
+                    item,
+                    reason: err.to_string(),
+                })
+        };
+        let cas = ByCa::try_new(|ca| load(ca.item()))?;
+        let service_account = load_service_account(data(Item::ServiceAccount)?).map_err(|err| {
+            PkiError::SecretData {
+                item: Item::ServiceAccount,
+                reason: err.to_string(),
+            }
+        })?;
+        let leaves = Item::ALL
+            .into_iter()
+            .filter(|item| matches!(item.kind(), ItemKind::Leaf { .. }))
+            .map(|item| Ok((item, load(item)?)))
+            .collect::<Result<_, PkiError>>()?;
+        Ok(Pki {
+            cas,
+            service_account,
+            leaves,
+        })
+    }
+}
