@@ -16,3 +16,4 @@ hp_die() { printf '[%s] ERROR: %s\n' "$(date +%H:%M:%S)" "$*" >&2; exit 1; }
 # k8s_bin_dir VERSION -> folder with the static Kubernetes binaries of that version.
 k8s_bin_dir() { echo "$HP_CACHE/kubernetes/v$1/bin"; }
 etcd_bin_dir() { echo "$HP_CACHE/etcd/v$ETCD_VERSION/bin"; }
+coredns_bin_dir() { echo "$HP_CACHE/coredns/v$COREDNS_VERSION/bin"; }

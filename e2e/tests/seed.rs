@@ -1,6 +1,6 @@
 //! The seed cluster works as the operator will need it: a Ready node of the pinned version,
-//! Deployments behind ClusterIP and NodePort Services, logs and exec, volumes from the default
-//! StorageClass, and (on the local seed) the network guard.
+//! Deployments behind ClusterIP and NodePort Services, cluster DNS, logs and exec, volumes from the
+//! default StorageClass, and (on the local seed) the network guard.
 //!
 //! Runs against `$KUBECONFIG`; see `e2e/README.md`.
 
@@ -12,7 +12,7 @@ use hostplane_e2e::{
     random_token, skip, test_client_pod, url_host, with_claim, with_http_readiness,
 };
 use k8s_openapi::api::core::v1::{
-    Node, PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    Node, PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec, Service,
     VolumeResourceRequirements,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -283,6 +283,30 @@ async fn network_guard_drops_private_ranges_but_services_work() -> Result<()> {
     ensure!(
         body.contains(ETCD_HEALTHY),
         "GET {url} from the host answered {body:?}, want {ETCD_HEALTHY}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn cluster_dns_resolves_service_names() -> Result<()> {
+    let env = TestEnv::new("dns").await?;
+    let kubernetes = Api::<Service>::namespaced(env.client.clone(), "default")
+        .get("kubernetes")
+        .await
+        .context("reading Service default/kubernetes")?;
+    let want = kubernetes
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .context("Service default/kubernetes has no ClusterIP")?;
+    let name = "kubernetes.default.svc.cluster.local";
+    let run = env
+        .run_test_client("lookup", &["lookup", name, "--timeout", "10s"])
+        .await?
+        .ok()?;
+    ensure!(
+        run.logs.lines().any(|l| l.trim() == want),
+        "{name} resolved to {:?} from a pod, want {want}",
+        run.logs.trim()
     );
     Ok(())
 }
