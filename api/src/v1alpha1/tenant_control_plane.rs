@@ -1,0 +1,547 @@
+//! `TenantControlPlane`: one hosted Kubernetes control plane running in the seed cluster.
+//!
+//! Every rule a user can break is in the schema: OpenAPI bounds (`minimum`, `maxItems`, `enum`,
+//! ...) and CEL rules (`x-kubernetes-validations`), each with its own message, so `kubectl apply`
+//! refuses a bad spec before the operator sees it. Every CEL rule here is written for both
+//! evaluators: the real kube-apiserver (v1.33+ for `semver`, v1.30+ for `isCIDR`/`cidr`/`ip`; the
+//! CRD was applied to v1.36.3, within its cost budget) and kube's local one (kube-cel, which the
+//! unit tests drive through `validate_cel`). The two libraries differ in places (see
+//! `ETCD_SIZE_POSITIVE`), so a new rule needs a run against a real API server as well.
+//!
+//! Defaults live in the schema (`default`, from the `#[serde(default)]`s), so the API server fills
+//! them in and `kubectl get -o yaml` shows the effective spec; the same defaults apply when the
+//! operator deserialises a spec.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::core::{Message, Rule};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+#[cfg(test)]
+mod tests;
+
+/// Kubernetes minors a TenantControlPlane may run (`1.<minor>.<patch>`); the local seed builds
+/// 1.35.4 and 1.36.3 (e2e/versions.env). The version rule and its message are generated from this
+/// list, so adding a minor here is the whole change on the API side.
+pub const SUPPORTED_MINORS: [u32; 2] = [35, 36];
+
+/// The image registry used when `spec.registry` is unset.
+pub const DEFAULT_REGISTRY: &str = "registry.k8s.io";
+/// `spec.network.serviceCIDR` when unset.
+pub const DEFAULT_SERVICE_CIDR: &str = "10.96.0.0/16";
+/// `spec.network.podCIDR` when unset.
+pub const DEFAULT_POD_CIDR: &str = "10.244.0.0/16";
+/// `spec.network.clusterDomain` when unset.
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+/// `spec.controlPlane.service.port` when unset.
+pub const DEFAULT_API_SERVER_PORT: i32 = 6443;
+/// `spec.etcd.managed.storage.size` when unset.
+pub const DEFAULT_ETCD_STORAGE_SIZE: &str = "1Gi";
+
+/// The etcd modes, the keys of `spec.etcd` of which exactly one is set. `dataStoreRef` (a shared
+/// etcd) joins this list together with its field; the "exactly one of" and "mode is immutable"
+/// rules are generated from it.
+const ETCD_MODES: [&str; 1] = ["managed"];
+
+// ---------------------------------------------------------------------------------------------
+// TenantControlPlane
+// ---------------------------------------------------------------------------------------------
+
+/// The desired state of a hosted control plane. Only `version` is required; the API server fills
+/// in every other field from the schema defaults.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "hostplane.dev",
+    version = "v1alpha1",
+    kind = "TenantControlPlane",
+    doc = "A hosted Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager, \
+           kube-scheduler) that runs as workloads in this namespace of the seed cluster.",
+    namespaced,
+    shortname = "tcp",
+    status = "TenantControlPlaneStatus",
+    derive = "PartialEq",
+    // The JSON form: clippy's duplicated_attributes misreads repeated `type_ = "string"` in the
+    // list form as duplicates.
+    printcolumn = r#"{"name":"Version","type":"string","jsonPath":".spec.version"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Endpoint","type":"string","jsonPath":".status.endpoint"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[cfg_attr(test, x_kube(cel))]
+#[serde(rename_all = "camelCase")]
+pub struct TenantControlPlaneSpec {
+    /// Kubernetes version of the control plane, `1.<minor>.<patch>` (e.g. 1.36.3). Upgrades go one
+    /// minor at a time; downgrades are refused.
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = version_format_rule())]
+    #[x_kube(validation = Rule::new(VERSION_NO_DOWNGRADE).message(MSG_VERSION_DOWNGRADE))]
+    #[x_kube(validation = Rule::new(VERSION_NO_SKIPPED_MINOR).message(MSG_VERSION_SKIPPED_MINOR))]
+    pub version: String,
+
+    /// The control plane components and how the tenant's API server is exposed.
+    #[serde(default)]
+    pub control_plane: ControlPlaneSpec,
+
+    /// Where the tenant's etcd data lives. Exactly one mode is set; the mode cannot be changed
+    /// after creation.
+    #[serde(default)]
+    pub etcd: EtcdSpec,
+
+    /// The tenant cluster's networks and DNS domain.
+    #[serde(default)]
+    pub network: NetworkSpec,
+
+    /// Registry the control plane images are pulled from (images keep their upstream names, e.g.
+    /// `<registry>/kube-apiserver:v1.36.3`). Unset means registry.k8s.io.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub registry: Option<String>,
+}
+
+// The version rules. A rule's `self` is the version string; `oldSelf` the stored one on update.
+// The transition rules guard with `isSemver` so that a malformed version fails only the format
+// rule (with its message) instead of making `semver()` raise an evaluation error.
+
+const VERSION_NO_DOWNGRADE: &str =
+    "!isSemver(self) || !isSemver(oldSelf) || !semver(self).isLessThan(semver(oldSelf))";
+const MSG_VERSION_DOWNGRADE: &str = "version must not decrease: downgrades (to a lower minor, or \
+                                     to a lower patch of the same minor) are not supported";
+const VERSION_NO_SKIPPED_MINOR: &str = "!isSemver(self) || !isSemver(oldSelf) || \
+                                        semver(self).minor() <= semver(oldSelf).minor() + 1";
+const MSG_VERSION_SKIPPED_MINOR: &str = "version must not skip a minor: upgrade one minor at a \
+                                         time (e.g. 1.35.x to 1.36.x)";
+
+/// `1.<supported minor>.<patch>`, patch without leading zeros. `[.]` rather than `\.` keeps the
+/// pattern free of escapes in both the CEL string literal and the YAML.
+fn version_pattern() -> String {
+    let minors: Vec<String> = SUPPORTED_MINORS.iter().map(u32::to_string).collect();
+    format!("^1[.]({})[.](0|[1-9][0-9]{{0,3}})$", minors.join("|"))
+}
+
+fn version_format_message() -> String {
+    let minors: Vec<String> = SUPPORTED_MINORS.iter().map(|m| format!("1.{m}")).collect();
+    let newest = SUPPORTED_MINORS.iter().max().copied().unwrap_or_default();
+    format!(
+        "version must look like 1.{newest}.0 (1.<minor>.<patch>) and be a supported minor ({})",
+        minors.join(", ")
+    )
+}
+
+fn version_format_rule() -> Rule {
+    Rule::new(format!("self.matches('{}')", version_pattern()))
+        .message(Message::Message(version_format_message()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// controlPlane
+// ---------------------------------------------------------------------------------------------
+
+/// The control plane components and how the tenant's API server is exposed.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlPlaneSpec {
+    /// kube-apiserver.
+    #[serde(default)]
+    pub api_server: ComponentSpec,
+
+    /// kube-controller-manager.
+    #[serde(default)]
+    pub controller_manager: ComponentSpec,
+
+    /// kube-scheduler.
+    #[serde(default)]
+    pub scheduler: ComponentSpec,
+
+    /// The Service in front of the tenant's kube-apiserver.
+    #[serde(default)]
+    pub service: ServiceSpec,
+
+    /// Extra subject alternative names (DNS names or IP addresses) for the kube-apiserver serving
+    /// certificate, beside the ones the operator adds itself (Service names, endpoint).
+    #[serde(default, rename = "certSANs")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 253)))]
+    pub cert_sans: Vec<String>,
+}
+
+/// One control plane component (a Deployment).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentSpec {
+    /// Number of replicas, 1 to 5.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 5))]
+    pub replicas: i32,
+
+    /// CPU and memory requests and limits of the component's container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Extra command-line flags, `flag-name: value` without the leading `--`. Flags the operator
+    /// sets itself take precedence.
+    #[serde(default)]
+    pub extra_args: BTreeMap<String, String>,
+}
+
+impl Default for ComponentSpec {
+    fn default() -> Self {
+        Self {
+            replicas: default_replicas(),
+            resources: None,
+            extra_args: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+/// How the tenant's kube-apiserver is exposed in the seed cluster.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new(SERVICE_NODE_PORT_ONLY_FOR_NODE_PORT)
+    .message(MSG_SERVICE_NODE_PORT)
+    .field_path(".nodePort")
+    .reason(Reason::FieldValueForbidden))]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// Service type: ClusterIP (reachable inside the seed only), NodePort or LoadBalancer.
+    #[serde(default, rename = "type")]
+    pub type_: ServiceType,
+
+    /// Port of the Service (the kube-apiserver's own port is fixed).
+    #[serde(default = "default_api_server_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+
+    /// Node port (30000-32767) for type NodePort; chosen by the seed when unset. Only allowed
+    /// with type NodePort.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 30000, max = 32767))]
+    pub node_port: Option<i32>,
+}
+
+const SERVICE_NODE_PORT_ONLY_FOR_NODE_PORT: &str = "self.type == 'NodePort' || !has(self.nodePort)";
+const MSG_SERVICE_NODE_PORT: &str = "nodePort is only allowed when type is NodePort";
+
+impl Default for ServiceSpec {
+    fn default() -> Self {
+        Self {
+            type_: ServiceType::default(),
+            port: default_api_server_port(),
+            node_port: None,
+        }
+    }
+}
+
+fn default_api_server_port() -> i32 {
+    DEFAULT_API_SERVER_PORT
+}
+
+/// Kubernetes Service type of the API server Service.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+pub enum ServiceType {
+    /// Reachable inside the seed cluster only.
+    #[default]
+    ClusterIP,
+    /// Reachable on a port of every seed node.
+    NodePort,
+    /// Reachable through the seed's load balancer.
+    LoadBalancer,
+}
+
+// ---------------------------------------------------------------------------------------------
+// etcd
+// ---------------------------------------------------------------------------------------------
+
+/// Where the tenant's etcd data lives: exactly one mode. Today the only mode is `managed` (an etcd
+/// StatefulSet per tenant); a shared etcd (`dataStoreRef`) is the next. The mode is fixed at
+/// creation.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = etcd_exactly_one_mode_rule())]
+#[x_kube(validation = etcd_mode_immutable_rule())]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdSpec {
+    /// An etcd cluster of its own, run by the operator next to the control plane.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed: Option<ManagedEtcd>,
+}
+
+impl Default for EtcdSpec {
+    fn default() -> Self {
+        Self {
+            managed: Some(ManagedEtcd::default()),
+        }
+    }
+}
+
+/// `[has(self.managed), ...].exists_one(m, m)`: the "exactly one of" idiom, so a new mode is one
+/// more element. The default (`etcd` unset) is `{managed: {}}`, so a minimal spec passes.
+fn etcd_exactly_one_mode_rule() -> Rule {
+    let present: Vec<String> = ETCD_MODES
+        .iter()
+        .map(|m| format!("has(self.{m})"))
+        .collect();
+    Rule::new(format!("[{}].exists_one(m, m)", present.join(", "))).message(Message::Message(
+        format!(
+            "etcd must set exactly one mode: {}",
+            ETCD_MODES.join(" or ")
+        ),
+    ))
+}
+
+/// `has(self.managed) == has(oldSelf.managed) && ...`: the mode chosen at creation stays.
+fn etcd_mode_immutable_rule() -> Rule {
+    let same: Vec<String> = ETCD_MODES
+        .iter()
+        .map(|m| format!("has(self.{m}) == has(oldSelf.{m})"))
+        .collect();
+    Rule::new(same.join(" && ")).message(
+        "etcd mode is immutable: switching between managed and dataStoreRef is not supported",
+    )
+}
+
+/// An etcd cluster run by the operator for this tenant only.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedEtcd {
+    /// Number of etcd members: 1, 3 or 5 (an odd number keeps quorum).
+    #[serde(default = "default_replicas")]
+    #[x_kube(validation = Rule::new("self in [1, 3, 5]").message(MSG_ETCD_REPLICAS))]
+    pub replicas: i32,
+
+    /// The persistent volume of each member.
+    #[serde(default)]
+    pub storage: EtcdStorage,
+
+    /// CPU and memory requests and limits of the etcd container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+const MSG_ETCD_REPLICAS: &str = "etcd replicas must be odd (1, 3 or 5) to keep quorum";
+
+impl Default for ManagedEtcd {
+    fn default() -> Self {
+        Self {
+            replicas: default_replicas(),
+            storage: EtcdStorage::default(),
+            resources: None,
+        }
+    }
+}
+
+/// The persistent volume of each etcd member.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdStorage {
+    /// Size of the volume, a positive Kubernetes quantity such as 1Gi.
+    #[serde(default = "default_etcd_storage_size")]
+    // kube marks optional int-or-string properties nullable; a null size would then be kept
+    // instead of defaulted, so say explicitly that it is not.
+    #[schemars(extend("nullable" = false))]
+    #[x_kube(validation = Rule::new(ETCD_SIZE_POSITIVE).message(MSG_ETCD_SIZE))]
+    pub size: Quantity,
+
+    /// StorageClass of the volume; unset means the seed's default StorageClass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub storage_class_name: Option<String>,
+}
+
+/// `size` is int-or-string (a bare number of bytes, or a quantity string): `string(self)` reads
+/// both; `isQuantity` first, so that a malformed size fails this rule rather than `quantity()`.
+/// Not `.sign()`: kube-apiserver declares `sign` as a global function only (`sign(q)`), despite
+/// its docs, and kube-cel as a member only; `isGreaterThan` is a member on both.
+const ETCD_SIZE_POSITIVE: &str =
+    "isQuantity(string(self)) && quantity(string(self)).isGreaterThan(quantity('0'))";
+const MSG_ETCD_SIZE: &str = "etcd storage size must be a positive quantity such as 1Gi";
+
+impl Default for EtcdStorage {
+    fn default() -> Self {
+        Self {
+            size: default_etcd_storage_size(),
+            storage_class_name: None,
+        }
+    }
+}
+
+fn default_etcd_storage_size() -> Quantity {
+    Quantity(DEFAULT_ETCD_STORAGE_SIZE.to_owned())
+}
+
+// ---------------------------------------------------------------------------------------------
+// network
+// ---------------------------------------------------------------------------------------------
+
+/// The tenant cluster's networks and DNS domain. serviceCIDR, podCIDR and clusterDomain are fixed
+/// at creation.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new(NETWORK_CIDRS_DISJOINT)
+    .message(MSG_NETWORK_CIDRS_OVERLAP)
+    .field_path(".podCIDR"))]
+#[x_kube(validation = Rule::new(NETWORK_DNS_IN_SERVICE_CIDR)
+    .message(MSG_NETWORK_DNS_OUTSIDE)
+    .field_path(".dnsServiceIP"))]
+pub struct NetworkSpec {
+    /// CIDR the tenant's Service ClusterIPs come from, e.g. 10.96.0.0/16 (no host bits set).
+    /// Immutable.
+    #[serde(default = "default_service_cidr", rename = "serviceCIDR")]
+    #[schemars(length(max = 43))]
+    #[x_kube(validation = Rule::new("isCIDR(self)").message(
+        "serviceCIDR must be a valid CIDR such as 10.96.0.0/16"
+    ))]
+    #[x_kube(validation = Rule::new(CIDR_CANONICAL).message(
+        "serviceCIDR must have no host bits set (e.g. 10.96.0.0/16, not 10.96.0.1/16)"
+    ))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("serviceCIDR is immutable"))]
+    pub service_cidr: String,
+
+    /// CIDR the tenant's Pod IPs come from, e.g. 10.244.0.0/16 (no host bits set); must not
+    /// overlap serviceCIDR. Immutable.
+    #[serde(default = "default_pod_cidr", rename = "podCIDR")]
+    #[schemars(length(max = 43))]
+    #[x_kube(validation = Rule::new("isCIDR(self)").message(
+        "podCIDR must be a valid CIDR such as 10.244.0.0/16"
+    ))]
+    #[x_kube(validation = Rule::new(CIDR_CANONICAL).message(
+        "podCIDR must have no host bits set (e.g. 10.244.0.0/16, not 10.244.0.1/16)"
+    ))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("podCIDR is immutable"))]
+    pub pod_cidr: String,
+
+    /// ClusterIP of the tenant's DNS Service; must lie inside serviceCIDR. Unset means the 10th
+    /// address of serviceCIDR (10.96.0.10 for 10.96.0.0/16).
+    #[serde(
+        default,
+        rename = "dnsServiceIP",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(max = 45))]
+    #[x_kube(validation = Rule::new("isIP(self)").message(
+        "dnsServiceIP must be a valid IP address such as 10.96.0.10"
+    ))]
+    pub dns_service_ip: Option<String>,
+
+    /// DNS domain of the tenant cluster (a DNS-1123 subdomain). Immutable.
+    #[serde(default = "default_cluster_domain", rename = "clusterDomain")]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(CLUSTER_DOMAIN_DNS1123).message(MSG_CLUSTER_DOMAIN))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("clusterDomain is immutable"))]
+    pub cluster_domain: String,
+}
+
+/// A CIDR with host bits set (10.96.0.1/16) parses, but is ambiguous; require the network form.
+/// Guarded so that a non-CIDR fails only the `isCIDR` rule.
+const CIDR_CANONICAL: &str = "!isCIDR(self) || cidr(self) == cidr(self).masked()";
+
+/// Two CIDR blocks overlap exactly when one contains the other.
+const NETWORK_CIDRS_DISJOINT: &str = "!isCIDR(self.serviceCIDR) || !isCIDR(self.podCIDR) || \
+     !(cidr(self.serviceCIDR).containsCIDR(cidr(self.podCIDR)) || \
+     cidr(self.podCIDR).containsCIDR(cidr(self.serviceCIDR)))";
+const MSG_NETWORK_CIDRS_OVERLAP: &str = "podCIDR and serviceCIDR must not overlap";
+
+const NETWORK_DNS_IN_SERVICE_CIDR: &str = "!has(self.dnsServiceIP) || !isIP(self.dnsServiceIP) || \
+     !isCIDR(self.serviceCIDR) || cidr(self.serviceCIDR).containsIP(ip(self.dnsServiceIP))";
+const MSG_NETWORK_DNS_OUTSIDE: &str = "dnsServiceIP must be an address inside serviceCIDR";
+
+/// RFC 1123 subdomain (the Kubernetes `IsDNS1123Subdomain` pattern; length bounded by maxLength).
+const CLUSTER_DOMAIN_DNS1123: &str =
+    "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')";
+const MSG_CLUSTER_DOMAIN: &str = "clusterDomain must be a DNS-1123 subdomain: lowercase letters, \
+                                  digits, '-' and '.', starting and ending with a letter or digit";
+
+impl Default for NetworkSpec {
+    fn default() -> Self {
+        Self {
+            service_cidr: default_service_cidr(),
+            pod_cidr: default_pod_cidr(),
+            dns_service_ip: None,
+            cluster_domain: default_cluster_domain(),
+        }
+    }
+}
+
+fn default_service_cidr() -> String {
+    DEFAULT_SERVICE_CIDR.to_owned()
+}
+
+fn default_pod_cidr() -> String {
+    DEFAULT_POD_CIDR.to_owned()
+}
+
+fn default_cluster_domain() -> String {
+    DEFAULT_CLUSTER_DOMAIN.to_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// status
+// ---------------------------------------------------------------------------------------------
+
+/// The observed state of a hosted control plane, written by the operator only.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantControlPlaneStatus {
+    /// Coarse lifecycle phase (see Phase); automation reads the conditions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+
+    /// Current state of each aspect (PKIReady, EtcdReady, APIServerReady, ControllersReady,
+    /// Ready, ...), one entry per type.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// URL of the tenant's kube-apiserver, e.g. `https://<tcp>-apiserver.<namespace>.svc:6443`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+
+    /// Kubernetes version the control plane runs now (spec.version once an upgrade completes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+
+    /// Secret in this namespace holding an admin kubeconfig of the tenant (key `value`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig_secret_ref: Option<SecretReference>,
+}
+
+/// Coarse lifecycle phase, for humans; automation reads the conditions. Provisioning: being
+/// created. Ready: serving, every component ready. Upgrading: rolling to a new spec.version.
+/// Rotating: replacing certificates or credentials. Hibernated: scaled to zero, etcd data kept.
+/// Deleting: being deleted. Failed: stopped on an error retrying cannot fix (see the conditions).
+// The CRD shows this comment for `status.phase`: kube folds the variants into an `enum`, which
+// drops per-variant docs, so the variants are described above.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Being created: PKI, etcd and the control plane are coming up.
+    Provisioning,
+    /// Serving: every component is ready.
+    Ready,
+    /// Rolling to a new spec.version.
+    Upgrading,
+    /// Replacing certificates or credentials.
+    Rotating,
+    /// Scaled to zero to save resources; etcd data is kept.
+    Hibernated,
+    /// Being deleted.
+    Deleting,
+    /// Stopped on an error the operator cannot fix by retrying; see the conditions.
+    Failed,
+}
+
+/// A reference to a Secret in the TenantControlPlane's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SecretReference {
+    /// Name of the Secret.
+    pub name: String,
+}
