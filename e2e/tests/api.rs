@@ -1,0 +1,138 @@
+//! The TenantControlPlane CRD refuses bad input at `kubectl apply`, with a message that says what
+//! is wrong: the CEL and OpenAPI rules of `crds/` as the real API server runs them (the unit tests
+//! in `api/` run the same rules through kube's local evaluator).
+
+use anyhow::{Context as _, Result, ensure};
+use hostplane_e2e::{TestEnv, kubectl, random_token};
+
+/// Installs the checked-in CRD (idempotent) and waits until it is served.
+async fn install_crd() -> Result<()> {
+    let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds");
+    kubectl(&["apply", "--server-side", "--force-conflicts", "-f", crds])
+        .await?
+        .ok()
+        .context("installing crds/")?;
+    kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/tenantcontrolplanes.hostplane.dev",
+        "--timeout=60s",
+    ])
+    .await?
+    .ok()?;
+    Ok(())
+}
+
+/// `kubectl apply` of `spec` (YAML of the `spec:` body) as TCP `name`; returns the output.
+async fn apply_tcp(env: &TestEnv, name: &str, spec: &str, dry_run: bool) -> Result<(bool, String)> {
+    let mut manifest = format!(
+        "apiVersion: hostplane.dev/v1alpha1\nkind: TenantControlPlane\nmetadata:\n  name: {name}\nspec:\n"
+    );
+    for line in spec.lines() {
+        manifest.push_str("  ");
+        manifest.push_str(line);
+        manifest.push('\n');
+    }
+    let path = std::env::temp_dir().join(format!("tcp-{}.yaml", random_token()));
+    std::fs::write(&path, manifest).context("writing the manifest")?;
+    let file = path.to_string_lossy().into_owned();
+    let mut args = vec!["apply", "-f", file.as_str()];
+    if dry_run {
+        args.push("--dry-run=server");
+    }
+    let out = env.kubectl(&args).await;
+    let _ = std::fs::remove_file(&path);
+    let out = out?;
+    Ok((out.success(), format!("{}{}", out.stdout, out.stderr)))
+}
+
+#[tokio::test]
+async fn bad_specs_are_refused_with_their_message() -> Result<()> {
+    install_crd().await?;
+    let env = TestEnv::new("api-refusals").await?;
+    let cases = [
+        ("version: \"1.37.0\"", "version must look like 1.36.0"),
+        ("version: \"v1.36.3\"", "version must look like 1.36.0"),
+        (
+            "version: \"1.36.3\"\nfoo: bar",
+            "unknown field \"spec.foo\"",
+        ),
+        (
+            "version: \"1.36.3\"\ncontrolPlane:\n  service: {type: ClusterIP, nodePort: 30443}",
+            "nodePort is only allowed when type is NodePort",
+        ),
+        (
+            "version: \"1.36.3\"\netcd:\n  managed: {replicas: 2}",
+            "etcd replicas must be odd (1, 3 or 5)",
+        ),
+        (
+            "version: \"1.36.3\"\ncontrolPlane:\n  apiServer: {replicas: -1}",
+            "should be greater than or equal to 1",
+        ),
+        (
+            "version: \"1.36.3\"\nnetwork: {serviceCIDR: 10.96.0.0/12, podCIDR: 10.100.0.0/16}",
+            "podCIDR and serviceCIDR must not overlap",
+        ),
+        (
+            "version: \"1.36.3\"\nnetwork: {serviceCIDR: 10.96.0.0/33}",
+            "serviceCIDR must be a valid CIDR",
+        ),
+        (
+            "version: \"1.36.3\"\nnetwork: {dnsServiceIP: 10.200.0.10}",
+            "dnsServiceIP must be an address inside serviceCIDR",
+        ),
+    ];
+    let mut problems = Vec::new();
+    for (spec, want) in cases {
+        let (ok, out) = apply_tcp(&env, "bad", spec, true).await?;
+        if ok || !out.contains(want) {
+            problems.push(format!(
+                "spec {spec:?}: want a refusal with {want:?}, got (accepted={ok}):\n{out}"
+            ));
+        }
+    }
+    ensure!(problems.is_empty(), "{}", problems.join("\n\n"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn updates_that_break_transition_rules_are_refused() -> Result<()> {
+    install_crd().await?;
+    let env = TestEnv::new("api-transitions").await?;
+    let (ok, out) = apply_tcp(&env, "t", "version: \"1.36.3\"", false).await?;
+    ensure!(ok, "a minimal TenantControlPlane was refused:\n{out}");
+    let cases = [
+        ("version: \"1.35.4\"", "version must not decrease"),
+        ("version: \"1.36.2\"", "version must not decrease"),
+        (
+            "version: \"1.36.3\"\nnetwork: {serviceCIDR: 10.97.0.0/16}",
+            "serviceCIDR is immutable",
+        ),
+        (
+            "version: \"1.36.3\"\nnetwork: {podCIDR: 10.245.0.0/16}",
+            "podCIDR is immutable",
+        ),
+        (
+            "version: \"1.36.3\"\nnetwork: {clusterDomain: tenant.local}",
+            "clusterDomain is immutable",
+        ),
+    ];
+    let mut problems = Vec::new();
+    for (spec, want) in cases {
+        let (ok, out) = apply_tcp(&env, "t", spec, true).await?;
+        if ok || !out.contains(want) {
+            problems.push(format!(
+                "update to {spec:?}: want a refusal with {want:?}, got (accepted={ok}):\n{out}"
+            ));
+        }
+    }
+    // And what is allowed stays allowed: a patch upgrade.
+    let (ok, out) = apply_tcp(&env, "t", "version: \"1.36.4\"", true).await?;
+    if !ok {
+        problems.push(format!(
+            "a patch upgrade 1.36.3 -> 1.36.4 was refused:\n{out}"
+        ));
+    }
+    ensure!(problems.is_empty(), "{}", problems.join("\n\n"));
+    Ok(())
+}
