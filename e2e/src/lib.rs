@@ -1125,6 +1125,24 @@ pub async fn kubectl(args: &[&str]) -> Result<CmdOutput> {
     run_command("kubectl", args).await
 }
 
+/// Installs the checked-in CRDs of `crds/` (idempotent) and waits until they are served.
+pub async fn install_crds() -> Result<()> {
+    let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds");
+    kubectl(&["apply", "--server-side", "--force-conflicts", "-f", crds])
+        .await?
+        .ok()
+        .context("installing crds/")?;
+    kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/tenantcontrolplanes.hostplane.dev",
+        "--timeout=60s",
+    ])
+    .await?
+    .ok()?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // the local seed's network guard
 

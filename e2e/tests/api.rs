@@ -3,25 +3,7 @@
 //! in `api/` run the same rules through kube's local evaluator).
 
 use anyhow::{Context as _, Result, ensure};
-use hostplane_e2e::{TestEnv, kubectl, random_token};
-
-/// Installs the checked-in CRD (idempotent) and waits until it is served.
-async fn install_crd() -> Result<()> {
-    let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds");
-    kubectl(&["apply", "--server-side", "--force-conflicts", "-f", crds])
-        .await?
-        .ok()
-        .context("installing crds/")?;
-    kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/tenantcontrolplanes.hostplane.dev",
-        "--timeout=60s",
-    ])
-    .await?
-    .ok()?;
-    Ok(())
-}
+use hostplane_e2e::{TestEnv, install_crds, random_token};
 
 /// `kubectl apply` of `spec` (YAML of the `spec:` body) as TCP `name`; returns the output.
 async fn apply_tcp(env: &TestEnv, name: &str, spec: &str, dry_run: bool) -> Result<(bool, String)> {
@@ -48,7 +30,7 @@ async fn apply_tcp(env: &TestEnv, name: &str, spec: &str, dry_run: bool) -> Resu
 
 #[tokio::test]
 async fn bad_specs_are_refused_with_their_message() -> Result<()> {
-    install_crd().await?;
+    install_crds().await?;
     let env = TestEnv::new("api-refusals").await?;
     let cases = [
         ("version: \"1.37.0\"", "version must look like 1.36.0"),
@@ -97,7 +79,7 @@ async fn bad_specs_are_refused_with_their_message() -> Result<()> {
 
 #[tokio::test]
 async fn updates_that_break_transition_rules_are_refused() -> Result<()> {
-    install_crd().await?;
+    install_crds().await?;
     let env = TestEnv::new("api-transitions").await?;
     let (ok, out) = apply_tcp(&env, "t", "version: \"1.36.3\"", false).await?;
     ensure!(ok, "a minimal TenantControlPlane was refused:\n{out}");
