@@ -75,16 +75,7 @@ async fn etcd_deployment_answers_health_via_clusterip_and_nodeport() -> Result<(
     let env = TestEnv::new("etcd-services").await?;
     let etcd = env.deploy_etcd("etcd", true).await?;
 
-    let url = etcd.cluster_health_url();
-    let run = env
-        .run_test_client("probe", &["get", &url, "--retry-for", "30s"])
-        .await?
-        .ok()?;
-    ensure!(
-        run.logs.contains(ETCD_HEALTHY),
-        "GET {url} from a pod answered {:?}, want {ETCD_HEALTHY}",
-        run.logs
-    );
+    assert_healthy_from_a_pod(&env, &etcd.cluster_health_url()).await?;
 
     let node_ip = node_internal_ip(&env.client).await?;
     let port = etcd
@@ -270,15 +261,7 @@ async fn network_guard_drops_private_ranges_but_services_work() -> Result<()> {
     // Service traffic, which stays on the machine, still flows.
     let etcd = env.deploy_etcd("etcd", false).await?;
     let url = etcd.cluster_health_url();
-    let run = env
-        .run_test_client("service", &["get", &url, "--retry-for", "30s"])
-        .await?
-        .ok()?;
-    ensure!(
-        run.logs.contains(ETCD_HEALTHY),
-        "GET {url} from a pod answered {:?}, want {ETCD_HEALTHY}",
-        run.logs
-    );
+    assert_healthy_from_a_pod(&env, &url).await?;
     let body = http_get_until_ok(&url, SERVICE_TIMEOUT).await?;
     ensure!(
         body.contains(ETCD_HEALTHY),
@@ -307,6 +290,21 @@ async fn cluster_dns_resolves_service_names() -> Result<()> {
         run.logs.lines().any(|l| l.trim() == want),
         "{name} resolved to {:?} from a pod, want {want}",
         run.logs.trim()
+    );
+    Ok(())
+}
+
+/// A one-shot test-client pod GETs etcd's `/health` at `url` (retrying while kube-proxy programs
+/// a new Service's rules) and must see it healthy.
+async fn assert_healthy_from_a_pod(env: &TestEnv, url: &str) -> Result<()> {
+    let run = env
+        .run_test_client("health-probe", &["get", url, "--retry-for", "30s"])
+        .await?
+        .ok()?;
+    ensure!(
+        run.logs.contains(ETCD_HEALTHY),
+        "GET {url} from a pod answered {:?}, want {ETCD_HEALTHY}",
+        run.logs
     );
     Ok(())
 }
