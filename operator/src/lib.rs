@@ -1,3 +1,5 @@
 //! The Hostplane operator's library: the pure building blocks the controller uses.
 
+pub mod build;
 pub mod pki;
+pub mod status;

@@ -1,0 +1,173 @@
+//! kube-controller-manager and kube-scheduler: Deployments talking to the tenant's apiserver
+//! through kubeconfig Secrets.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use serde_json::json;
+
+use super::pod::{
+    CONFIG_HASH, SecretHashes, container_security, flags, pod_security, secret_volume, typed,
+};
+use super::{BuildError, Tenant, kubeconfig};
+use crate::pki::{CA_CRT, Item, SA_KEY, TLS_CRT, TLS_KEY};
+
+const PKI: &str = "/etc/kubernetes/pki";
+const KUBECONFIG: &str = "/etc/kubernetes/kubeconfig";
+
+pub fn deployments(tenant: &Tenant, hashes: &SecretHashes) -> Result<Vec<Deployment>, BuildError> {
+    Ok(vec![
+        controller_manager(tenant, hashes)?,
+        scheduler(tenant, hashes)?,
+    ])
+}
+
+fn controller_manager(tenant: &Tenant, hashes: &SecretHashes) -> Result<Deployment, BuildError> {
+    let t = &tenant.name;
+    let spec = &tenant.spec.control_plane.controller_manager;
+    let kubeconfig = format!("{KUBECONFIG}/{}", kubeconfig::KUBECONFIG_KEY);
+    let mounts = vec![
+        (
+            "kubeconfig",
+            kubeconfig::secret_name(tenant, kubeconfig::CONTROLLER_MANAGER),
+            vec![kubeconfig::KUBECONFIG_KEY],
+            KUBECONFIG.to_owned(),
+        ),
+        // The cluster CA with its key: the controller-manager signs kubelet certificates.
+        (
+            "ca",
+            Item::Ca.secret_name(t),
+            vec![TLS_CRT, TLS_KEY],
+            format!("{PKI}/ca"),
+        ),
+        (
+            "front-proxy-ca",
+            Item::FrontProxyCa.secret_name(t),
+            vec![CA_CRT],
+            format!("{PKI}/front-proxy"),
+        ),
+        (
+            "sa",
+            Item::ServiceAccount.secret_name(t),
+            vec![SA_KEY],
+            format!("{PKI}/sa"),
+        ),
+    ];
+    let defaults = vec![
+        ("kubeconfig", kubeconfig.clone()),
+        ("authentication-kubeconfig", kubeconfig.clone()),
+        ("authorization-kubeconfig", kubeconfig),
+        ("bind-address", "0.0.0.0".to_owned()),
+        ("client-ca-file", format!("{PKI}/ca/{TLS_CRT}")),
+        (
+            "requestheader-client-ca-file",
+            format!("{PKI}/front-proxy/{CA_CRT}"),
+        ),
+        ("cluster-name", t.clone()),
+        ("cluster-signing-cert-file", format!("{PKI}/ca/{TLS_CRT}")),
+        ("cluster-signing-key-file", format!("{PKI}/ca/{TLS_KEY}")),
+        ("controllers", "*,bootstrapsigner,tokencleaner".to_owned()),
+        ("leader-elect", (spec.replicas > 1).to_string()),
+        ("root-ca-file", format!("{PKI}/ca/{TLS_CRT}")),
+        (
+            "service-account-private-key-file",
+            format!("{PKI}/sa/{SA_KEY}"),
+        ),
+        ("use-service-account-credentials", "true".to_owned()),
+        (
+            "service-cluster-ip-range",
+            tenant.spec.network.service_cidr.clone(),
+        ),
+        ("cluster-cidr", tenant.spec.network.pod_cidr.clone()),
+        ("allocate-node-cidrs", "true".to_owned()),
+    ];
+    component(
+        tenant,
+        hashes,
+        "kube-controller-manager",
+        10257,
+        spec,
+        &mounts,
+        &defaults,
+    )
+}
+
+fn scheduler(tenant: &Tenant, hashes: &SecretHashes) -> Result<Deployment, BuildError> {
+    let spec = &tenant.spec.control_plane.scheduler;
+    let kubeconfig = format!("{KUBECONFIG}/{}", kubeconfig::KUBECONFIG_KEY);
+    let mounts = vec![(
+        "kubeconfig",
+        kubeconfig::secret_name(tenant, kubeconfig::SCHEDULER),
+        vec![kubeconfig::KUBECONFIG_KEY],
+        KUBECONFIG.to_owned(),
+    )];
+    let defaults = vec![
+        ("kubeconfig", kubeconfig.clone()),
+        ("authentication-kubeconfig", kubeconfig.clone()),
+        ("authorization-kubeconfig", kubeconfig),
+        ("bind-address", "0.0.0.0".to_owned()),
+        ("leader-elect", (spec.replicas > 1).to_string()),
+    ];
+    component(
+        tenant,
+        hashes,
+        "kube-scheduler",
+        10259,
+        spec,
+        &mounts,
+        &defaults,
+    )
+}
+
+type Mount<'a> = (&'a str, String, Vec<&'a str>, String);
+
+fn component(
+    tenant: &Tenant,
+    hashes: &SecretHashes,
+    component: &str,
+    health_port: i32,
+    spec: &hostplane_api::v1alpha1::ComponentSpec,
+    mounts: &[Mount<'_>],
+    defaults: &[(&str, String)],
+) -> Result<Deployment, BuildError> {
+    let (volumes, volume_mounts): (Vec<_>, Vec<_>) = mounts
+        .iter()
+        .map(|(v, s, keys, path)| secret_volume(v, s, keys, path))
+        .unzip();
+    let secrets: Vec<String> = mounts.iter().map(|(_, s, _, _)| s.clone()).collect();
+    let probe = |threshold: i32| json!({"httpGet": {"path": "/healthz", "port": health_port, "scheme": "HTTPS"}, "periodSeconds": 10, "failureThreshold": threshold});
+    let name = format!("{}-{}", tenant.name, component.trim_start_matches("kube-"));
+    let mut deployment: Deployment = typed(
+        "control-plane Deployment",
+        json!({
+            "spec": {
+                "replicas": spec.replicas,
+                "selector": {"matchLabels": tenant.selector(component)},
+                "template": {
+                    "metadata": {"labels": tenant.labels(component), "annotations": {CONFIG_HASH: hashes.over(&secrets)}},
+                    "spec": {
+                        "automountServiceAccountToken": false,
+                        "enableServiceLinks": false,
+                        "securityContext": pod_security(65532),
+                        "containers": [{
+                            "name": component,
+                            "image": tenant.image(&format!("{component}:v{}", tenant.spec.version)),
+                            "imagePullPolicy": "IfNotPresent",
+                            "command": [component],
+                            "args": flags(defaults, &spec.extra_args),
+                            "readinessProbe": probe(3),
+                            "livenessProbe": probe(8),
+                            "resources": spec.resources.clone().map_or_else(
+                                || json!({"requests": {"cpu": "50m", "memory": "64Mi"}}),
+                                |r| json!(r),
+                            ),
+                            "securityContext": container_security(),
+                            "volumeMounts": volume_mounts,
+                        }],
+                        "volumes": volumes,
+                    },
+                },
+            },
+        }),
+    )?;
+    deployment.metadata = tenant.meta(&name, component);
+    Ok(deployment)
+}

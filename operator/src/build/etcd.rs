@@ -1,0 +1,171 @@
+//! The tenant's etcd: a StatefulSet with mutual TLS on client and peer ports and a volume per
+//! member, behind a headless Service that gives each member its DNS name.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Service;
+use serde_json::json;
+
+use super::pod::{
+    CONFIG_HASH, SecretHashes, container_security, pod_security, secret_volume, typed,
+};
+use super::{BuildError, Tenant};
+use crate::pki::{CA_CRT, Item, TLS_CRT, TLS_KEY};
+
+pub const COMPONENT: &str = "etcd";
+/// Where the server and peer certificates are mounted (each folder: tls.crt, tls.key, ca.crt).
+pub const SERVER_PKI: &str = "/etc/etcd/pki/server";
+pub const PEER_PKI: &str = "/etc/etcd/pki/peer";
+
+pub struct Etcd {
+    pub service: Service,
+    pub statefulset: StatefulSet,
+}
+
+/// `<tcp>-etcd`: the StatefulSet's and the headless Service's name.
+pub fn name(tenant: &Tenant) -> String {
+    format!("{}-etcd", tenant.name)
+}
+
+/// The members' client URLs, by their stable DNS names (covered by the server cert's wildcard).
+pub fn client_urls(tenant: &Tenant) -> Vec<String> {
+    member_names(tenant)
+        .iter()
+        .map(|m| format!("https://{m}.{}:2379", tenant.service_dns(&name(tenant))))
+        .collect()
+}
+
+fn replicas(tenant: &Tenant) -> i32 {
+    tenant.spec.etcd.managed.as_ref().map_or(1, |m| m.replicas)
+}
+
+fn member_names(tenant: &Tenant) -> Vec<String> {
+    (0..replicas(tenant))
+        .map(|i| format!("{}-{i}", name(tenant)))
+        .collect()
+}
+
+pub fn build(tenant: &Tenant, hashes: &SecretHashes) -> Result<Etcd, BuildError> {
+    let name = name(tenant);
+    let domain = tenant.service_dns(&name);
+    let initial_cluster: Vec<String> = member_names(tenant)
+        .iter()
+        .map(|m| format!("{m}=https://{m}.{domain}:2380"))
+        .collect();
+    let managed = tenant
+        .spec
+        .etcd
+        .managed
+        .clone()
+        .ok_or(BuildError::EtcdMode)?;
+    let server = Item::EtcdServer.secret_name(&tenant.name);
+    let peer = Item::EtcdPeer.secret_name(&tenant.name);
+    let (server_vol, server_mount) = secret_volume(
+        "server-pki",
+        &server,
+        &[TLS_CRT, TLS_KEY, CA_CRT],
+        SERVER_PKI,
+    );
+    let (peer_vol, peer_mount) =
+        secret_volume("peer-pki", &peer, &[TLS_CRT, TLS_KEY, CA_CRT], PEER_PKI);
+    let args = args(tenant, &domain, &initial_cluster);
+    let probe = |path: &str, threshold: i32| json!({"httpGet": {"path": path, "port": 2381}, "periodSeconds": 5, "failureThreshold": threshold});
+    let mut storage = json!({"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": managed.storage.size}}});
+    if let Some(class) = &managed.storage.storage_class_name {
+        storage["storageClassName"] = json!(class);
+    }
+    let hash = hashes.over(&[server.clone(), peer.clone()]);
+    // The seed's volumes may be owned by root (host-path provisioning makes 0750 root dirs, where
+    // fsGroup does not apply), so etcd runs as root with no capability and a read-only root.
+    let mut statefulset: StatefulSet = typed(
+        "etcd StatefulSet",
+        json!({
+            "spec": {
+                "serviceName": name,
+                "replicas": managed.replicas,
+                "podManagementPolicy": "Parallel",
+                "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"},
+                "selector": {"matchLabels": tenant.selector(COMPONENT)},
+                "template": {
+                    "metadata": {"labels": tenant.labels(COMPONENT), "annotations": {CONFIG_HASH: hash}},
+                    "spec": {
+                        "automountServiceAccountToken": false,
+                        "enableServiceLinks": false,
+                        "securityContext": pod_security(0),
+                        "containers": [{
+                            "name": "etcd",
+                            "image": tenant.image(&format!("etcd:{}", super::etcd_image_tag())),
+                            "imagePullPolicy": "IfNotPresent",
+                            "command": ["etcd"],
+                            "args": args,
+                            "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                            "ports": [
+                                {"name": "client", "containerPort": 2379},
+                                {"name": "peer", "containerPort": 2380},
+                                {"name": "metrics", "containerPort": 2381},
+                            ],
+                            "readinessProbe": probe("/readyz", 3),
+                            "livenessProbe": probe("/livez", 8),
+                            "startupProbe": probe("/readyz", 60),
+                            "resources": managed.resources.clone().map_or_else(
+                                || json!({"requests": {"cpu": "50m", "memory": "64Mi"}}),
+                                |r| json!(r),
+                            ),
+                            "securityContext": container_security(),
+                            "volumeMounts": [server_mount, peer_mount, {"name": "data", "mountPath": "/var/lib/etcd"}],
+                        }],
+                        "volumes": [server_vol, peer_vol],
+                    },
+                },
+                "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": tenant.labels(COMPONENT)}, "spec": storage}],
+            },
+        }),
+    )?;
+    statefulset.metadata = tenant.meta(&name, COMPONENT);
+    let mut service: Service = typed(
+        "etcd Service",
+        json!({
+            "spec": {
+                "clusterIP": "None",
+                "publishNotReadyAddresses": true,
+                "selector": tenant.selector(COMPONENT),
+                "ports": [
+                    {"name": "client", "port": 2379, "targetPort": 2379},
+                    {"name": "peer", "port": 2380, "targetPort": 2380},
+                ],
+            },
+        }),
+    )?;
+    service.metadata = tenant.meta(&name, COMPONENT);
+    Ok(Etcd {
+        service,
+        statefulset,
+    })
+}
+
+/// etcd's flags: mutual TLS for clients and peers, every member named by its DNS name.
+fn args(tenant: &Tenant, domain: &str, initial_cluster: &[String]) -> Vec<String> {
+    vec![
+        "--name=$(POD_NAME)".to_owned(),
+        "--data-dir=/var/lib/etcd/data".to_owned(),
+        "--listen-client-urls=https://0.0.0.0:2379".to_owned(),
+        format!("--advertise-client-urls=https://$(POD_NAME).{domain}:2379"),
+        "--listen-peer-urls=https://0.0.0.0:2380".to_owned(),
+        format!("--initial-advertise-peer-urls=https://$(POD_NAME).{domain}:2380"),
+        format!("--initial-cluster={}", initial_cluster.join(",")),
+        "--initial-cluster-state=new".to_owned(),
+        format!("--initial-cluster-token={}", tenant.name),
+        "--client-cert-auth=true".to_owned(),
+        format!("--trusted-ca-file={SERVER_PKI}/{CA_CRT}"),
+        format!("--cert-file={SERVER_PKI}/{TLS_CRT}"),
+        format!("--key-file={SERVER_PKI}/{TLS_KEY}"),
+        "--peer-client-cert-auth=true".to_owned(),
+        format!("--peer-trusted-ca-file={PEER_PKI}/{CA_CRT}"),
+        format!("--peer-cert-file={PEER_PKI}/{TLS_CRT}"),
+        format!("--peer-key-file={PEER_PKI}/{TLS_KEY}"),
+        "--listen-metrics-urls=http://0.0.0.0:2381".to_owned(),
+        // Small tenants: compact often and snapshot less, so an idle member stays small.
+        "--auto-compaction-mode=periodic".to_owned(),
+        "--auto-compaction-retention=5m".to_owned(),
+        "--snapshot-count=10000".to_owned(),
+    ]
+}

@@ -1,0 +1,302 @@
+//! Pure builders: a validated tenant and its PKI in, the desired Kubernetes objects out. No
+//! client, no clock, no randomness: the same inputs give byte-identical objects, so applying them
+//! again changes nothing and restarts nothing.
+
+pub mod apiserver;
+pub mod controllers;
+pub mod etcd;
+pub mod kubeconfig;
+pub mod pki_secrets;
+mod pod;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use hostplane_api::v1alpha1::{DEFAULT_REGISTRY, TenantControlPlane};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource as _, ResourceExt as _};
+use thiserror::Error;
+
+use crate::pki::{self, Pki, PkiInputs};
+
+/// Label on every object of a tenant: which TenantControlPlane it belongs to.
+pub const TENANT_LABEL: &str = "hostplane.dev/tenant";
+/// The operator's name in `app.kubernetes.io/managed-by`.
+pub const MANAGED_BY: &str = "hostplane";
+/// The pinned versions (e2e/versions.env) the images are built with.
+const VERSIONS_ENV: &str = include_str!("../../../e2e/versions.env");
+
+/// The etcd image tag pinned in e2e/versions.env.
+pub fn etcd_image_tag() -> &'static str {
+    VERSIONS_ENV
+        .lines()
+        .find_map(|l| l.strip_prefix("ETCD_IMAGE_TAG="))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Error)]
+pub enum BuildError {
+    #[error("spec.network.{field} {value:?} is not usable: {why}")]
+    Network {
+        field: &'static str,
+        value: String,
+        why: String,
+    },
+    #[error("the TenantControlPlane has no {0} (it must come from the API server)")]
+    Metadata(&'static str),
+    #[error("spec.etcd has no mode the operator supports (managed)")]
+    EtcdMode,
+    #[error("rendering the {0}: {1}")]
+    Render(&'static str, String),
+}
+
+/// Where users reach the tenant's apiserver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+/// Everything derived and validated once from a TenantControlPlane.
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    pub name: String,
+    pub namespace: String,
+    pub owner: OwnerReference,
+    pub spec: hostplane_api::v1alpha1::TenantControlPlaneSpec,
+    pub registry: String,
+    pub kubernetes_service_ip: IpAddr,
+    pub dns_service_ip: IpAddr,
+    /// The seed cluster's DNS domain.
+    pub seed_domain: String,
+    /// Known once the apiserver Service exists.
+    pub endpoint: Option<Endpoint>,
+}
+
+impl Tenant {
+    pub fn new(
+        tcp: &TenantControlPlane,
+        seed_domain: &str,
+        endpoint: Option<Endpoint>,
+    ) -> Result<Self, BuildError> {
+        let name = tcp
+            .metadata
+            .name
+            .clone()
+            .ok_or(BuildError::Metadata("name"))?;
+        let namespace = tcp.namespace().ok_or(BuildError::Metadata("namespace"))?;
+        let uid = tcp
+            .metadata
+            .uid
+            .clone()
+            .ok_or(BuildError::Metadata("uid"))?;
+        let spec = tcp.spec.clone();
+        if spec.etcd.managed.is_none() {
+            return Err(BuildError::EtcdMode);
+        }
+        let net = &spec.network;
+        let kubernetes_service_ip =
+            pki::kubernetes_service_ip(&net.service_cidr).map_err(|e| BuildError::Network {
+                field: "serviceCIDR",
+                value: net.service_cidr.clone(),
+                why: e.to_string(),
+            })?;
+        let dns_service_ip = match &net.dns_service_ip {
+            Some(ip) => ip
+                .parse()
+                .map_err(|e: std::net::AddrParseError| BuildError::Network {
+                    field: "dnsServiceIP",
+                    value: ip.clone(),
+                    why: e.to_string(),
+                })?,
+            None => nth_address(kubernetes_service_ip, 9),
+        };
+        Ok(Self {
+            owner: OwnerReference {
+                api_version: TenantControlPlane::api_version(&()).into_owned(),
+                kind: TenantControlPlane::kind(&()).into_owned(),
+                name: name.clone(),
+                uid,
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            },
+            name,
+            namespace,
+            registry: spec
+                .registry
+                .clone()
+                .unwrap_or_else(|| DEFAULT_REGISTRY.to_owned()),
+            spec,
+            kubernetes_service_ip,
+            dns_service_ip,
+            seed_domain: seed_domain.to_owned(),
+            endpoint,
+        })
+    }
+
+    /// The apiserver Service's port.
+    pub fn api_server_port(&self) -> u16 {
+        u16::try_from(self.spec.control_plane.service.port).unwrap_or(6443)
+    }
+
+    /// `https://host:port` users reach; the in-seed Service URL until the endpoint is known.
+    pub fn endpoint_url(&self) -> String {
+        match &self.endpoint {
+            Some(e) => format!("https://{}:{}", url_host(&e.host), e.port),
+            None => self.in_seed_url(),
+        }
+    }
+
+    /// The apiserver's URL inside the seed, by Service DNS name.
+    pub fn in_seed_url(&self) -> String {
+        format!(
+            "https://{}:{}",
+            self.service_dns(&format!("{}-apiserver", self.name)),
+            self.api_server_port()
+        )
+    }
+
+    /// `<svc>.<ns>.svc.<seed domain>`.
+    pub fn service_dns(&self, service: &str) -> String {
+        format!("{service}.{}.svc.{}", self.namespace, self.seed_domain)
+    }
+
+    /// The inputs of the pure PKI planner.
+    pub fn pki_inputs(&self) -> PkiInputs {
+        let mut inputs = PkiInputs::new(&self.name, &self.namespace, self.kubernetes_service_ip);
+        inputs.seed_cluster_domain.clone_from(&self.seed_domain);
+        inputs
+            .tenant_cluster_domain
+            .clone_from(&self.spec.network.cluster_domain);
+        inputs.endpoint_host = self.endpoint.as_ref().map(|e| e.host.clone());
+        inputs
+            .extra_sans
+            .clone_from(&self.spec.control_plane.cert_sans);
+        inputs
+    }
+
+    /// `app.kubernetes.io/*` and the tenant label.
+    pub fn labels(&self, component: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("app.kubernetes.io/name".to_owned(), component.to_owned()),
+            ("app.kubernetes.io/instance".to_owned(), self.name.clone()),
+            (
+                "app.kubernetes.io/component".to_owned(),
+                component.to_owned(),
+            ),
+            (
+                "app.kubernetes.io/managed-by".to_owned(),
+                MANAGED_BY.to_owned(),
+            ),
+            (TENANT_LABEL.to_owned(), self.name.clone()),
+        ])
+    }
+
+    /// The labels that select a component's pods (a stable subset of `labels`).
+    pub fn selector(&self, component: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (
+                "app.kubernetes.io/component".to_owned(),
+                component.to_owned(),
+            ),
+            (TENANT_LABEL.to_owned(), self.name.clone()),
+        ])
+    }
+
+    /// Metadata of a child: namespace, labels, owner.
+    pub fn meta(&self, name: &str, component: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(self.namespace.clone()),
+            labels: Some(self.labels(component)),
+            owner_references: Some(vec![self.owner.clone()]),
+            ..ObjectMeta::default()
+        }
+    }
+
+    /// `<registry>/<image>`.
+    pub fn image(&self, image: &str) -> String {
+        format!("{}/{image}", self.registry.trim_end_matches('/'))
+    }
+}
+
+/// An owned, labelled, empty Secret of this tenant.
+pub fn owned_secret(tenant: &Tenant, name: &str) -> Secret {
+    Secret {
+        metadata: tenant.meta(name, "secrets"),
+        ..Secret::default()
+    }
+}
+
+fn nth_address(base: IpAddr, n: u8) -> IpAddr {
+    match base {
+        IpAddr::V4(v4) => IpAddr::V4(std::net::Ipv4Addr::from(
+            u32::from(v4).wrapping_add(u32::from(n)),
+        )),
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(v6).wrapping_add(u128::from(n)),
+        )),
+    }
+}
+
+/// An IP literal as a URL host (IPv6 in brackets).
+pub fn url_host(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+/// Everything a tenant needs in the seed, in apply order. Destructured without `..` where it is
+/// used, so a new kind cannot be forgotten.
+#[derive(Clone, Debug, Default)]
+pub struct Children {
+    pub secrets: Vec<Secret>,
+    pub services: Vec<Service>,
+    pub statefulsets: Vec<StatefulSet>,
+    pub deployments: Vec<Deployment>,
+    pub pdbs: Vec<PodDisruptionBudget>,
+}
+
+/// The desired children of `tenant` with its `pki` and the etcd encryption `key`.
+pub fn build(tenant: &Tenant, pki: &Pki, key: &[u8; 32]) -> Result<Children, BuildError> {
+    let mut secrets: Vec<Secret> = pki::Item::ALL
+        .iter()
+        .map(|item| pki_secrets::secret(tenant, pki, *item))
+        .collect();
+    secrets.extend(kubeconfig::secrets(tenant, pki));
+    secrets.push(apiserver::encryption_config(tenant, key));
+    let hashes = pod::SecretHashes::of(&secrets);
+    let etcd = etcd::build(tenant, &hashes)?;
+    let mut deployments = vec![apiserver::deployment(tenant, &hashes)?];
+    deployments.extend(controllers::deployments(tenant, &hashes)?);
+    let mut pdbs: Vec<PodDisruptionBudget> = deployments
+        .iter()
+        .filter_map(|d| pod::pdb(tenant, d))
+        .collect();
+    if etcd
+        .statefulset
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1)
+        > 1
+    {
+        pdbs.push(pod::pdb_for(tenant, &etcd::name(tenant), etcd::COMPONENT));
+    }
+    Ok(Children {
+        secrets,
+        services: vec![etcd.service, apiserver::service(tenant)],
+        statefulsets: vec![etcd.statefulset],
+        deployments,
+        pdbs,
+    })
+}
+
+#[cfg(test)]
+mod tests;
