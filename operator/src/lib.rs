@@ -1,5 +1,6 @@
 //! The Hostplane operator's library: the pure building blocks the controller uses.
 
 pub mod build;
+pub mod controller;
 pub mod pki;
 pub mod status;

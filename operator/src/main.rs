@@ -1,5 +1,8 @@
-//! The Hostplane operator. For now it only sets up logging and reports its version; the
-//! `TenantControlPlane` API and its controller come next.
+//! The Hostplane operator: reconciles every TenantControlPlane of the seed cluster it reaches
+//! through `$KUBECONFIG` or its in-cluster ServiceAccount.
+//!
+//! Settings (environment): `RUST_LOG` (default info), `HOSTPLANE_SEED_CLUSTER_DOMAIN` (default
+//! cluster.local), `HOSTPLANE_CONCURRENCY` (TenantControlPlanes reconciled at once, default 16).
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
@@ -7,7 +10,8 @@ use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     // RUST_LOG selects what is logged (default: info); an invalid RUST_LOG is an error, not ignored.
     let filter = match EnvFilter::builder()
         .with_default_directive(LevelFilter::INFO.into())
@@ -28,5 +32,32 @@ fn main() -> ExitCode {
         version = env!("CARGO_PKG_VERSION"),
         "hostplane-operator starting"
     );
+    let concurrency = match std::env::var("HOSTPLANE_CONCURRENCY")
+        .ok()
+        .map(|v| v.parse::<u16>())
+    {
+        None => 16,
+        Some(Ok(n)) if n > 0 => n,
+        Some(_) => {
+            eprintln!(
+                "hostplane-operator: HOSTPLANE_CONCURRENCY must be a whole number from 1 to 65535"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let settings = hostplane_operator::controller::Settings {
+        seed_cluster_domain: std::env::var("HOSTPLANE_SEED_CLUSTER_DOMAIN")
+            .unwrap_or_else(|_| "cluster.local".to_owned()),
+        concurrency,
+    };
+    let client = match kube::Client::try_default().await {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "no seed cluster to talk to (KUBECONFIG or in-cluster config)");
+            return ExitCode::FAILURE;
+        }
+    };
+    hostplane_operator::controller::run(client, settings).await;
+    tracing::info!("hostplane-operator stopped");
     ExitCode::SUCCESS
 }

@@ -1,0 +1,521 @@
+//! The TenantControlPlane controller: load → validate → PKI → build → apply → observe → tenant
+//! bootstrap → status. Pure decisions live in `build`, `pki` and `status`; this module is the
+//! edge that reads and writes.
+
+mod apply;
+mod encryption;
+mod error;
+mod pki;
+mod tenant_api;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use hostplane_api::v1alpha1::{SecretReference, TenantControlPlane, TenantControlPlaneStatus};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Node, Secret, Service};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource as _, ResourceExt as _};
+use tracing::{info, instrument, warn};
+
+pub use self::error::Error;
+use crate::build::{self, Endpoint, Tenant};
+use crate::status::{
+    self, API_SERVER_READY, CONTROLLERS_READY, ETCD_READY, Observed, PKI_READY, READY,
+};
+
+/// Settings of one controller run.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The seed cluster's DNS domain, for `<svc>.<ns>.svc.<domain>` names.
+    pub seed_cluster_domain: String,
+    /// How many TenantControlPlanes are reconciled at once.
+    pub concurrency: u16,
+}
+
+struct Context {
+    client: Client,
+    recorder: Recorder,
+    settings: Settings,
+    /// Consecutive failures per object, for exponential backoff.
+    failures: Mutex<HashMap<ObjectRef<TenantControlPlane>, u32>>,
+}
+
+/// Runs the controller until SIGTERM/SIGINT.
+pub async fn run(client: Client, settings: Settings) {
+    let tcps: Api<TenantControlPlane> = Api::all(client.clone());
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), Reporter::from("hostplane-operator")),
+        client: client.clone(),
+        settings: settings.clone(),
+        failures: Mutex::default(),
+    });
+    let children = watcher::Config::default().labels("app.kubernetes.io/managed-by=hostplane");
+    Controller::new(tcps, watcher::Config::default())
+        .owns(Api::<StatefulSet>::all(client.clone()), children.clone())
+        .owns(Api::<Deployment>::all(client.clone()), children.clone())
+        .owns(Api::<Service>::all(client.clone()), children)
+        .with_config(kube::runtime::controller::Config::default().concurrency(settings.concurrency))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "reconcile failed");
+            }
+        })
+        .await;
+}
+
+/// What observing the children found.
+struct Observation {
+    conditions: Vec<Observed>,
+    ready: bool,
+}
+
+#[instrument(skip_all, fields(tcp = %tcp.name_any(), ns = tcp.namespace().unwrap_or_default()))]
+async fn reconcile(tcp: Arc<TenantControlPlane>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let result = provision(&tcp, &ctx).await;
+    let (observation, endpoint) = match &result {
+        Ok((o, endpoint)) => (
+            Observation {
+                conditions: o.conditions.clone(),
+                ready: o.ready,
+            },
+            Some(endpoint.clone()),
+        ),
+        Err(e) => (
+            Observation {
+                conditions: vec![Observed::new(READY, false, e.reason(), e.to_string())],
+                ready: false,
+            },
+            tcp.status.as_ref().and_then(|s| s.endpoint.clone()),
+        ),
+    };
+    let failed = result.as_ref().err().is_some_and(Error::is_permanent);
+    write_status(&tcp, &ctx, &observation, endpoint, failed).await?;
+    let (o, _) = result?;
+    if let Ok(mut failures) = ctx.failures.lock() {
+        failures.remove(&ObjectRef::from(tcp.as_ref()));
+    }
+    Ok(if o.ready {
+        // Periodic self-healing; a pass over an unchanged tenant writes nothing.
+        Action::requeue(Duration::from_secs(600))
+    } else {
+        Action::requeue(Duration::from_secs(5))
+    })
+}
+
+/// Everything but the status write. Returns the observation and the endpoint URL.
+async fn provision(
+    tcp: &TenantControlPlane,
+    ctx: &Context,
+) -> Result<(Observation, String), Error> {
+    let client = &ctx.client;
+    let seed_domain = &ctx.settings.seed_cluster_domain;
+    let unplaced =
+        Tenant::new(tcp, seed_domain, None).map_err(|e| Error::InvalidSpec(e.to_string()))?;
+
+    // The apiserver Service first: its ClusterIP and node port are part of the endpoint, and the
+    // endpoint is in the serving certificate.
+    let service = apply::apply(client, &build::apiserver::service(&unplaced)).await?;
+    let cluster_ip = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.cluster_ip.clone())
+        .filter(|ip| !ip.is_empty() && ip != "None")
+        .ok_or_else(|| {
+            Error::Conflict(format!(
+                "Service {} has no ClusterIP yet",
+                service.name_any()
+            ))
+        })?;
+    let endpoint = endpoint_of(client, &service, &cluster_ip).await?;
+    let tenant = Tenant::new(tcp, seed_domain, Some(endpoint))
+        .map_err(|e| Error::InvalidSpec(e.to_string()))?;
+    let probe_url = format!(
+        "https://{}:{}",
+        url_host(&cluster_ip),
+        tenant.api_server_port()
+    );
+
+    let mut inputs = tenant.pki_inputs();
+    inputs.extra_sans.push(cluster_ip.clone());
+    let pki_state = pki::ensure(client, &tenant, &inputs).await?;
+    let key = encryption::ensure_key(client, &tenant, pki_state.existed).await?;
+    let children = build::build(&tenant, &pki_state.pki, &key)?;
+    apply_children(client, &children).await?;
+
+    let observation = observe(client, &tenant, &pki_state, &probe_url).await?;
+    Ok((observation, tenant.endpoint_url()))
+}
+
+/// Reads what the children report and asks the tenant itself whether it is ready.
+async fn observe(
+    client: &Client,
+    tenant: &Tenant,
+    pki_state: &pki::PkiState,
+    probe_url: &str,
+) -> Result<Observation, Error> {
+    let mut conditions = vec![Observed::new(
+        PKI_READY,
+        true,
+        "Issued",
+        if pki_state.written.is_empty() {
+            "every certificate is valid and current".to_owned()
+        } else {
+            format!(
+                "issued: {}",
+                pki_state
+                    .written
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
+    )];
+    let etcd =
+        observe_statefulset(client, &tenant.namespace, &format!("{}-etcd", tenant.name)).await?;
+    conditions.push(Observed::new(ETCD_READY, etcd.0, etcd.1, etcd.2));
+    let apiserver = observe_deployment(
+        client,
+        &tenant.namespace,
+        &format!("{}-apiserver", tenant.name),
+    )
+    .await?;
+    let kcm = observe_deployment(
+        client,
+        &tenant.namespace,
+        &format!("{}-controller-manager", tenant.name),
+    )
+    .await?;
+    let scheduler = observe_deployment(
+        client,
+        &tenant.namespace,
+        &format!("{}-scheduler", tenant.name),
+    )
+    .await?;
+    let controllers_ready = kcm.0 && scheduler.0;
+    conditions.push(Observed::new(
+        CONTROLLERS_READY,
+        controllers_ready,
+        if controllers_ready {
+            "Available"
+        } else {
+            "NotAvailable"
+        },
+        format!("controller-manager: {}; scheduler: {}", kcm.2, scheduler.2),
+    ));
+
+    // Ready means the tenant answers /readyz through its Service, not only that pods run.
+    let api_ready = if apiserver.0 {
+        let kubeconfig = super_admin_kubeconfig(client, tenant).await?;
+        let tenant_client = tenant_api::client(&kubeconfig, probe_url).await?;
+        match tenant_api::ready(&tenant_client).await {
+            Ok(()) => {
+                tenant_api::bootstrap(&tenant_client).await?;
+                Ok(())
+            }
+            Err(why) => Err(why),
+        }
+    } else {
+        Err(apiserver.2.clone())
+    };
+    let api_ok = api_ready.is_ok();
+    conditions.push(match api_ready {
+        Ok(()) => Observed::new(
+            API_SERVER_READY,
+            true,
+            "Ready",
+            format!("/readyz answers at {probe_url}"),
+        ),
+        Err(why) => Observed::new(API_SERVER_READY, false, "NotReady", why),
+    });
+    let ready = etcd.0 && api_ok && controllers_ready;
+    let waiting: Vec<&str> = conditions
+        .iter()
+        .filter(|c| !c.status)
+        .map(|c| c.type_)
+        .collect();
+    conditions.push(if ready {
+        Observed::new(
+            READY,
+            true,
+            "Ready",
+            "the control plane serves at its endpoint",
+        )
+    } else {
+        Observed::new(
+            READY,
+            false,
+            "Provisioning",
+            format!("waiting for {}", waiting.join(", ")),
+        )
+    });
+    Ok(Observation { conditions, ready })
+}
+
+async fn apply_children(client: &Client, children: &build::Children) -> Result<(), Error> {
+    let build::Children {
+        secrets,
+        services,
+        statefulsets,
+        deployments,
+        pdbs,
+    } = children;
+    for s in secrets {
+        apply::apply(client, s).await?;
+    }
+    for s in services {
+        apply::apply(client, s).await?;
+    }
+    for s in statefulsets {
+        apply::apply(client, s).await?;
+    }
+    for d in deployments {
+        apply::apply(client, d).await?;
+    }
+    for p in pdbs {
+        apply::apply(client, p).await?;
+    }
+    Ok(())
+}
+
+/// The address users reach: the ClusterIP for ClusterIP Services, a node address + node port for
+/// NodePort, the load balancer's address for LoadBalancer.
+async fn endpoint_of(
+    client: &Client,
+    service: &Service,
+    cluster_ip: &str,
+) -> Result<Endpoint, Error> {
+    let spec = service.spec.as_ref();
+    let port = spec
+        .and_then(|s| s.ports.as_ref())
+        .and_then(|p| p.first())
+        .ok_or_else(|| Error::Conflict(format!("Service {} has no port", service.name_any())))?;
+    match spec.and_then(|s| s.type_.as_deref()) {
+        Some("NodePort") => {
+            let node_port = port.node_port.ok_or_else(|| {
+                Error::Conflict(format!(
+                    "Service {} has no node port yet",
+                    service.name_any()
+                ))
+            })?;
+            Ok(Endpoint {
+                host: node_address(client).await?,
+                port: u16::try_from(node_port).unwrap_or_default(),
+            })
+        }
+        Some("LoadBalancer") => {
+            let ingress = service
+                .status
+                .as_ref()
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|lb| lb.ingress.as_ref())
+                .and_then(|i| i.first())
+                .and_then(|i| i.ip.clone().or_else(|| i.hostname.clone()));
+            let host = ingress.ok_or_else(|| {
+                Error::Conflict(format!(
+                    "Service {} has no load balancer address yet",
+                    service.name_any()
+                ))
+            })?;
+            Ok(Endpoint {
+                host,
+                port: u16::try_from(port.port).unwrap_or_default(),
+            })
+        }
+        _ => Ok(Endpoint {
+            host: cluster_ip.to_owned(),
+            port: u16::try_from(port.port).unwrap_or_default(),
+        }),
+    }
+}
+
+/// The InternalIP of a Ready node: where a NodePort answers.
+async fn node_address(client: &Client) -> Result<String, Error> {
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&kube::api::ListParams::default())
+        .await
+        .map_err(Error::kube("list", "Node", "*"))?;
+    let ready = |n: &Node| {
+        n.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    };
+    nodes
+        .items
+        .iter()
+        .filter(|n| ready(n))
+        .filter_map(|n| n.status.as_ref()?.addresses.as_ref())
+        .flatten()
+        .find(|a| a.type_ == "InternalIP")
+        .map(|a| a.address.clone())
+        .ok_or_else(|| {
+            Error::Conflict("no Ready node has an InternalIP for the NodePort endpoint".to_owned())
+        })
+}
+
+fn url_host(ip: &str) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_owned()
+    }
+}
+
+async fn super_admin_kubeconfig(client: &Client, tenant: &Tenant) -> Result<String, Error> {
+    let name = build::kubeconfig::SUPER_ADMIN_SECRET_SUFFIX;
+    let name = format!("{}-{name}", tenant.name);
+    let secret = Api::<Secret>::namespaced(client.clone(), &tenant.namespace)
+        .get(&name)
+        .await
+        .map_err(Error::kube("get", "Secret", &name))?;
+    let value = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(build::kubeconfig::KUBECONFIG_KEY))
+        .ok_or_else(|| Error::Conflict(format!("Secret {name} has no kubeconfig yet")))?;
+    String::from_utf8(value.0.clone()).map_err(|e| Error::Tenant(format!("Secret {name}: {e}")))
+}
+
+/// (ready, reason, message) of the tenant's etcd StatefulSet.
+async fn observe_statefulset(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> Result<(bool, &'static str, String), Error> {
+    let sts = Api::<StatefulSet>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .map_err(Error::kube("get", "StatefulSet", name))?;
+    let want = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let ready = sts
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    Ok(if ready >= want {
+        (true, "Ready", format!("{ready}/{want} members ready"))
+    } else {
+        (false, "NotReady", format!("{ready}/{want} members ready"))
+    })
+}
+
+/// (available, reason, message) of a control-plane Deployment.
+async fn observe_deployment(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> Result<(bool, &'static str, String), Error> {
+    let d = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .map_err(Error::kube("get", "Deployment", name))?;
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let available = d
+        .status
+        .as_ref()
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0);
+    Ok(if available >= want {
+        (true, "Available", format!("{available}/{want} available"))
+    } else {
+        (
+            false,
+            "NotAvailable",
+            format!("{name}: {available}/{want} available"),
+        )
+    })
+}
+
+async fn write_status(
+    tcp: &TenantControlPlane,
+    ctx: &Context,
+    observation: &Observation,
+    endpoint: Option<String>,
+    failed: bool,
+) -> Result<(), Error> {
+    let old = tcp.status.as_ref();
+    let phase = status::phase(observation.ready, failed);
+    let new = TenantControlPlaneStatus {
+        phase: Some(phase),
+        conditions: status::merge_conditions(
+            old.map(|s| s.conditions.as_slice()).unwrap_or_default(),
+            &observation.conditions,
+            tcp.metadata.generation,
+            Timestamp::now(),
+        ),
+        observed_generation: tcp.metadata.generation,
+        endpoint,
+        version: if observation.ready {
+            Some(tcp.spec.version.clone())
+        } else {
+            old.and_then(|s| s.version.clone())
+        },
+        kubeconfig_secret_ref: Some(SecretReference {
+            name: format!("{}-kubeconfig", tcp.name_any()),
+        }),
+    };
+    if !status::needs_write(old, &new) {
+        return Ok(());
+    }
+    let name = tcp.name_any();
+    let api: Api<TenantControlPlane> =
+        Api::namespaced(ctx.client.clone(), &tcp.namespace().unwrap_or_default());
+    api.patch_status(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({ "status": new })),
+    )
+    .await
+    .map_err(Error::kube("patch status of", "TenantControlPlane", &name))?;
+    if old.and_then(|s| s.phase) != Some(phase) {
+        let ready = observation.conditions.iter().find(|c| c.type_ == READY);
+        let event = Event {
+            type_: if failed {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: format!("{phase:?}"),
+            note: ready.map(|c| c.message.clone()),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &tcp.object_ref(&())).await {
+            warn!(error = %e, "publishing an Event failed");
+        }
+        info!(phase = ?phase, "phase changed");
+    }
+    Ok(())
+}
+
+/// Per-object exponential backoff (kube-runtime has none): 5 s doubling to 5 minutes. An error
+/// no retry can fix waits for a change of the object instead.
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature kube-runtime calls"
+)]
+fn error_policy(tcp: Arc<TenantControlPlane>, error: &Error, ctx: Arc<Context>) -> Action {
+    if error.is_permanent() {
+        return Action::await_change();
+    }
+    let n = ctx.failures.lock().map_or(1, |mut f| {
+        let n = f.entry(ObjectRef::from(tcp.as_ref())).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    });
+    let secs = 5u64
+        .saturating_mul(1u64 << n.min(6).saturating_sub(1))
+        .min(300);
+    Action::requeue(Duration::from_secs(secs))
+}
