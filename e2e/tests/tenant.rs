@@ -1,0 +1,354 @@
+//! A TenantControlPlane becomes a working control plane: Ready, a Cluster-API-format kubeconfig
+//! Secret that kube-rs and kubectl use as-is, the tenant's Secrets encrypted in its etcd, and
+//! nothing left after deletion. Needs the operator running against the cluster in $KUBECONFIG
+//! (`make test` starts it on the local seed).
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail, ensure};
+use hostplane_e2e::{Attempt, TestEnv, install_crds, kubectl, poll_until, random_token};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+/// From apply to Ready: image import is done, so this is etcd + apiserver start and first sync.
+const READY_TIMEOUT: &str = "300s";
+
+struct Tcp<'a> {
+    env: &'a TestEnv,
+    name: String,
+}
+
+impl<'a> Tcp<'a> {
+    async fn apply(env: &'a TestEnv, name: &str, version: &str) -> Result<Self> {
+        let manifest = format!(
+            "apiVersion: hostplane.dev/v1alpha1\nkind: TenantControlPlane\nmetadata:\n  name: {name}\nspec:\n  version: \"{version}\"\n"
+        );
+        let path = std::env::temp_dir().join(format!("tcp-{}.yaml", random_token()));
+        std::fs::write(&path, manifest).context("writing the manifest")?;
+        let out = env.kubectl(&["apply", "-f", &path.to_string_lossy()]).await;
+        let _ = std::fs::remove_file(&path);
+        out?.ok()
+            .context("kubectl apply of the TenantControlPlane")?;
+        Ok(Self {
+            env,
+            name: name.to_owned(),
+        })
+    }
+
+    /// `kubectl wait --for=condition=Ready tcp/<name>`, as a user would; on failure, the status.
+    async fn wait_ready(&self) -> Result<()> {
+        let out = self
+            .env
+            .kubectl(&[
+                "wait",
+                "--for=condition=Ready",
+                &format!("tcp/{}", self.name),
+                &format!("--timeout={READY_TIMEOUT}"),
+            ])
+            .await?;
+        if !out.success() {
+            let status = self
+                .env
+                .kubectl(&["get", "tcp", &self.name, "-o", "jsonpath={.status}"])
+                .await?;
+            let pods = self.env.kubectl(&["get", "pods", "-o", "wide"]).await?;
+            bail!(
+                "tcp/{} did not become Ready in {READY_TIMEOUT}: {}\nstatus: {}\npods:\n{}\n{}",
+                self.name,
+                out.stderr.trim(),
+                status.stdout,
+                pods.stdout,
+                self.env.diagnostics().await
+            );
+        }
+        Ok(())
+    }
+
+    /// The kubeconfig Secret in the Cluster API format, checked, as YAML.
+    async fn kubeconfig(&self) -> Result<String> {
+        let name = format!("{}-kubeconfig", self.name);
+        let secret = self
+            .env
+            .api::<Secret>()
+            .get(&name)
+            .await
+            .with_context(|| format!("reading Secret {name}"))?;
+        ensure!(
+            secret.type_.as_deref() == Some("cluster.x-k8s.io/secret"),
+            "Secret {name} has type {:?}, want cluster.x-k8s.io/secret",
+            secret.type_
+        );
+        let label = secret
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("cluster.x-k8s.io/cluster-name"));
+        ensure!(
+            label == Some(&self.name),
+            "Secret {name} has label cluster.x-k8s.io/cluster-name={label:?}, want {}",
+            self.name
+        );
+        let value = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get("value"))
+            .with_context(|| format!("Secret {name} has no key `value`"))?;
+        String::from_utf8(value.0.clone()).context("the kubeconfig is not UTF-8")
+    }
+}
+
+async fn tenant_client(kubeconfig: &str) -> Result<Client> {
+    let kubeconfig = Kubeconfig::from_yaml(kubeconfig).context("parsing the tenant kubeconfig")?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .context("the tenant kubeconfig is not usable by kube-rs")?;
+    Client::try_from(config).context("building a client for the tenant")
+}
+
+#[tokio::test]
+async fn minimal_tcp_becomes_ready_and_its_kubeconfig_works() -> Result<()> {
+    install_crds().await?;
+    let env = TestEnv::new("tcp-minimal").await?;
+    let version = env
+        .config
+        .kubernetes_version
+        .trim_start_matches('v')
+        .to_owned();
+    let tcp = Tcp::apply(&env, "t1", &version).await?;
+    tcp.wait_ready().await?;
+
+    // kube-rs with the Secret as it is.
+    let kubeconfig = tcp.kubeconfig().await?;
+    let tenant = tenant_client(&kubeconfig).await?;
+    let info = tenant
+        .apiserver_version()
+        .await
+        .context("GET /version of the tenant")?;
+    ensure!(
+        info.git_version == env.config.kubernetes_version,
+        "the tenant reports {}, want {}",
+        info.git_version,
+        env.config.kubernetes_version
+    );
+
+    assert_cluster_admin_not_system_masters(&kubeconfig).await?;
+    assert_secrets_encrypted_in_etcd(&env, &tenant, &tcp.name).await?;
+
+    // Deleting the TCP removes everything it created (owner references; PVCs by the
+    // StatefulSet's retention policy).
+    env.kubectl(&["delete", "tcp", "t1", "--wait=true", "--timeout=60s"])
+        .await?
+        .ok()?;
+    let kinds = "secrets,services,statefulsets,deployments,poddisruptionbudgets,persistentvolumeclaims,pods";
+    poll_until(
+        "nothing of tcp/t1 is left",
+        Duration::from_secs(120),
+        || async {
+            let left = env
+                .kubectl(&["get", kinds, "-l", "hostplane.dev/tenant=t1", "-o", "name"])
+                .await?
+                .ok()?
+                .stdout;
+            Ok(if left.trim().is_empty() {
+                Attempt::Done(())
+            } else {
+                Attempt::NotYet(format!(
+                    "still there: {}",
+                    left.split_whitespace().collect::<Vec<_>>().join(", ")
+                ))
+            })
+        },
+    )
+    .await
+}
+
+async fn assert_cluster_admin_not_system_masters(kubeconfig: &str) -> Result<()> {
+    // kubectl with the same file: the user is a cluster admin through a group, not system:masters.
+    let path = std::env::temp_dir().join(format!("kubeconfig-{}", random_token()));
+    std::fs::write(&path, kubeconfig).context("writing the kubeconfig")?;
+    let file = path.to_string_lossy().into_owned();
+    let whoami = kubectl(&["--kubeconfig", &file, "auth", "whoami", "-o", "json"]).await;
+    let can_i = kubectl(&["--kubeconfig", &file, "auth", "can-i", "*", "*"]).await;
+    let _ = std::fs::remove_file(&path);
+    let whoami = whoami?.ok()?.stdout;
+    ensure!(
+        whoami.contains("kubeadm:cluster-admins") && !whoami.contains("system:masters"),
+        "the kubeconfig's user should be in kubeadm:cluster-admins and not in system:masters: {whoami}"
+    );
+    ensure!(
+        can_i?.stdout.trim() == "yes",
+        "the kubeconfig's user is not a cluster admin"
+    );
+
+    Ok(())
+}
+
+async fn assert_secrets_encrypted_in_etcd(env: &TestEnv, tenant: &Client, tcp: &str) -> Result<()> {
+    // A Secret created in the tenant is encrypted in its etcd.
+    let ns_name = format!("e2e-{}", &random_token()[4..12]);
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": ns_name}}))?;
+    Api::<Namespace>::all(tenant.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .context("creating a namespace in the tenant")?;
+    let plaintext = random_token();
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "probe", "namespace": ns_name},
+        "stringData": {"v": plaintext},
+    }))?;
+    Api::<Secret>::namespaced(tenant.clone(), &ns_name)
+        .create(&PostParams::default(), &secret)
+        .await
+        .context("creating a Secret in the tenant")?;
+    let raw = env
+        .kubectl(&[
+            "exec",
+            &format!("{tcp}-etcd-0"),
+            "-c",
+            "etcd",
+            "--",
+            "etcdctl",
+            "--endpoints=https://127.0.0.1:2379",
+            "--cacert=/etc/etcd/pki/server/ca.crt",
+            "--cert=/etc/etcd/pki/server/tls.crt",
+            "--key=/etc/etcd/pki/server/tls.key",
+            "get",
+            &format!("/registry/secrets/{ns_name}/probe"),
+            "--print-value-only",
+        ])
+        .await?
+        .ok()
+        .context("reading the Secret's bytes from the tenant's etcd")?
+        .stdout;
+    ensure!(
+        !raw.is_empty(),
+        "the Secret is not in the tenant's etcd under /registry/secrets"
+    );
+    ensure!(
+        raw.starts_with("k8s:enc:") && !raw.contains(&plaintext),
+        "the Secret is stored unencrypted in etcd (first bytes {:?})",
+        raw.chars().take(24).collect::<String>()
+    );
+
+    Ok(())
+}
+
+/// Restarts the operator the local seed runs (`e2e/seed/seed run hostplane-operator`).
+async fn restart_operator() -> Result<()> {
+    let binary = std::env::var("E2E_OPERATOR_BINARY").context("E2E_OPERATOR_BINARY is not set")?;
+    let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/seed/seed");
+    hostplane_e2e::run_command(seed, &["run", "hostplane-operator", "--", &binary])
+        .await?
+        .ok()
+        .context("restarting the operator")?;
+    Ok(())
+}
+
+/// `kind/name resourceVersion` of every object of tcp/`name` and of the TCP itself.
+async fn resource_versions(env: &TestEnv, name: &str) -> Result<String> {
+    let template =
+        "{range .items[*]}{.kind}/{.metadata.name} {.metadata.resourceVersion}{\"\\n\"}{end}";
+    let children = env
+        .kubectl(&[
+            "get",
+            "secrets,services,statefulsets,deployments,poddisruptionbudgets,persistentvolumeclaims",
+            "-l",
+            &format!("hostplane.dev/tenant={name}"),
+            "-o",
+            &format!("jsonpath={template}"),
+        ])
+        .await?
+        .ok()?
+        .stdout;
+    let tcp = env
+        .kubectl(&[
+            "get",
+            "tcp",
+            name,
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+        .await?
+        .ok()?
+        .stdout;
+    let mut lines: Vec<&str> = children.lines().collect();
+    lines.sort_unstable();
+    Ok(format!(
+        "TenantControlPlane/{name} {tcp}\n{}",
+        lines.join("\n")
+    ))
+}
+
+async fn ca_of(env: &TestEnv, tcp: &str) -> Result<String> {
+    Ok(env
+        .kubectl(&[
+            "get",
+            "secret",
+            &format!("{tcp}-ca"),
+            "-o",
+            "jsonpath={.data.tls\\.crt}",
+        ])
+        .await?
+        .ok()?
+        .stdout)
+}
+
+#[tokio::test]
+async fn operator_restarts_keep_the_ca_and_a_ready_tenant_sees_no_write() -> Result<()> {
+    if !env_flag("E2E_LOCAL_SEED") {
+        return hostplane_e2e::skip(
+            "operator_restarts_keep_the_ca_and_a_ready_tenant_sees_no_write",
+            "restarts the operator, which only the local seed runs (E2E_LOCAL_SEED=1)",
+        );
+    }
+    install_crds().await?;
+    let env = TestEnv::new("tcp-restart").await?;
+    let version = env
+        .config
+        .kubernetes_version
+        .trim_start_matches('v')
+        .to_owned();
+    let tcp = Tcp::apply(&env, "r1", &version).await?;
+
+    // Mid-provisioning: as soon as the CA exists, restart the operator.
+    let ca = poll_until(
+        "the CA Secret of tcp/r1 exists",
+        Duration::from_secs(60),
+        || async {
+            let ca = ca_of(&env, "r1").await.unwrap_or_default();
+            Ok(if ca.is_empty() {
+                Attempt::NotYet("no Secret r1-ca yet".into())
+            } else {
+                Attempt::Done(ca)
+            })
+        },
+    )
+    .await?;
+    restart_operator().await?;
+    tcp.wait_ready().await?;
+    ensure!(
+        ca_of(&env, "r1").await? == ca,
+        "the CA of tcp/r1 changed across an operator restart"
+    );
+
+    // Ready and unchanged: a restart (a full resync of every object) writes nothing.
+    let before = resource_versions(&env, "r1").await?;
+    restart_operator().await?;
+    tokio::time::sleep(Duration::from_secs(15)).await; // the resync after a restart, not an assertion
+    let after = resource_versions(&env, "r1").await?;
+    ensure!(
+        before == after,
+        "an operator restart wrote to a Ready, unchanged tenant:\nbefore:\n{before}\nafter:\n{after}"
+    );
+    ensure!(
+        before.lines().count() > 20,
+        "too few objects compared:\n{before}"
+    );
+    Ok(())
+}
+
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v == "1")
+}
