@@ -123,7 +123,7 @@ pub fn deployment(tenant: &Tenant, hashes: &SecretHashes) -> Result<Deployment, 
         .unzip();
     let secrets: Vec<String> = mounts.iter().map(|(_, s, _, _)| s.clone()).collect();
     let defaults = default_flags(tenant);
-    let probe = |path: &str, threshold: i32| json!({"httpGet": {"path": path, "port": 6443, "scheme": "HTTPS"}, "periodSeconds": 5, "failureThreshold": threshold});
+    let probe = |path: &str, threshold: i32| json!({"httpGet": {"path": path, "port": 6443, "scheme": "HTTPS"}, "periodSeconds": 5, "timeoutSeconds": 5, "failureThreshold": threshold});
     let mut deployment: Deployment = typed(
         "kube-apiserver Deployment",
         json!({

@@ -133,7 +133,7 @@ fn component(
         .map(|(v, s, keys, path)| secret_volume(v, s, keys, path))
         .unzip();
     let secrets: Vec<String> = mounts.iter().map(|(_, s, _, _)| s.clone()).collect();
-    let probe = |threshold: i32| json!({"httpGet": {"path": "/healthz", "port": health_port, "scheme": "HTTPS"}, "periodSeconds": 10, "failureThreshold": threshold});
+    let probe = |threshold: i32| json!({"httpGet": {"path": "/healthz", "port": health_port, "scheme": "HTTPS"}, "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": threshold});
     let name = format!("{}-{}", tenant.name, component.trim_start_matches("kube-"));
     let mut deployment: Deployment = typed(
         "control-plane Deployment",

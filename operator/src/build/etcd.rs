@@ -68,7 +68,7 @@ pub fn build(tenant: &Tenant, hashes: &SecretHashes) -> Result<Etcd, BuildError>
     let (peer_vol, peer_mount) =
         secret_volume("peer-pki", &peer, &[TLS_CRT, TLS_KEY, CA_CRT], PEER_PKI);
     let args = args(tenant, &domain, &initial_cluster);
-    let probe = |path: &str, threshold: i32| json!({"httpGet": {"path": path, "port": 2381}, "periodSeconds": 5, "failureThreshold": threshold});
+    let probe = |path: &str, threshold: i32| json!({"httpGet": {"path": path, "port": 2381}, "periodSeconds": 5, "timeoutSeconds": 5, "failureThreshold": threshold});
     let mut storage = json!({"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": managed.storage.size}}});
     if let Some(class) = &managed.storage.storage_class_name {
         storage["storageClassName"] = json!(class);
