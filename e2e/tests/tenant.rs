@@ -116,8 +116,12 @@ async fn minimal_tcp_becomes_ready_and_its_kubeconfig_works() -> Result<()> {
         .kubernetes_version
         .trim_start_matches('v')
         .to_owned();
+    // A second tenant in another namespace, for the isolation checks below.
+    let other_env = TestEnv::new("tcp-other").await?;
     let tcp = Tcp::apply(&env, "t1", &version).await?;
+    let other = Tcp::apply(&other_env, "t2", &version).await?;
     tcp.wait_ready().await?;
+    other.wait_ready().await?;
 
     // kube-rs with the Secret as it is.
     let kubeconfig = tcp.kubeconfig().await?;
@@ -134,7 +138,10 @@ async fn minimal_tcp_becomes_ready_and_its_kubeconfig_works() -> Result<()> {
     );
 
     assert_cluster_admin_not_system_masters(&kubeconfig).await?;
-    assert_secrets_encrypted_in_etcd(&env, &tenant, &tcp.name).await?;
+    let (ns, plaintext) = assert_secrets_encrypted_in_etcd(&env, &tenant, &tcp.name).await?;
+    assert_data_survives_etcd_pod_deletion(&env, &tenant, &tcp.name, &ns, &plaintext).await?;
+    assert_credentials_refused_by_the_other(&kubeconfig, &other.kubeconfig().await?).await?;
+    assert_credentials_refused_by_the_other(&other.kubeconfig().await?, &kubeconfig).await?;
 
     // Deleting the TCP removes everything it created (owner references; PVCs by the
     // StatefulSet's retention policy).
@@ -185,7 +192,12 @@ async fn assert_cluster_admin_not_system_masters(kubeconfig: &str) -> Result<()>
     Ok(())
 }
 
-async fn assert_secrets_encrypted_in_etcd(env: &TestEnv, tenant: &Client, tcp: &str) -> Result<()> {
+/// Creates a Secret in the tenant and checks its bytes in etcd; returns (namespace, value).
+async fn assert_secrets_encrypted_in_etcd(
+    env: &TestEnv,
+    tenant: &Client,
+    tcp: &str,
+) -> Result<(String, String)> {
     // A Secret created in the tenant is encrypted in its etcd.
     let ns_name = format!("e2e-{}", &random_token()[4..12]);
     let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": ns_name}}))?;
@@ -232,7 +244,7 @@ async fn assert_secrets_encrypted_in_etcd(env: &TestEnv, tenant: &Client, tcp: &
         raw.chars().take(24).collect::<String>()
     );
 
-    Ok(())
+    Ok((ns_name, plaintext))
 }
 
 /// Restarts the operator the local seed runs (`e2e/seed/seed run hostplane-operator`).
@@ -351,4 +363,82 @@ async fn operator_restarts_keep_the_ca_and_a_ready_tenant_sees_no_write() -> Res
 
 fn env_flag(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| v == "1")
+}
+
+/// Deletes the tenant's etcd pod; once it is back the tenant serves the same Secret again.
+async fn assert_data_survives_etcd_pod_deletion(
+    env: &TestEnv,
+    tenant: &Client,
+    tcp: &str,
+    ns: &str,
+    plaintext: &str,
+) -> Result<()> {
+    let pod = format!("{tcp}-etcd-0");
+    env.kubectl(&["delete", "pod", &pod, "--wait=true", "--timeout=60s"])
+        .await?
+        .ok()?;
+    let secrets = Api::<Secret>::namespaced(tenant.clone(), ns);
+    poll_until(
+        "the tenant serves its Secret again after its etcd pod was deleted",
+        Duration::from_secs(180),
+        || async {
+            Ok(match secrets.get("probe").await {
+                Ok(s) => {
+                    let v = s
+                        .data
+                        .as_ref()
+                        .and_then(|d| d.get("v"))
+                        .map(|b| b.0.clone());
+                    ensure!(
+                        v.as_deref() == Some(plaintext.as_bytes()),
+                        "the Secret came back with other data"
+                    );
+                    Attempt::Done(())
+                }
+                Err(e) => Attempt::NotYet(e.to_string()),
+            })
+        },
+    )
+    .await
+}
+
+/// `own`'s client certificate, presented to the other tenant (trusting the other's CA, so the TLS
+/// handshake itself succeeds), is refused as Unauthorized. Checked with kubectl, as a user would:
+/// kube-rs (rustls) fails this handshake at connect, which would prove nothing about the tenant.
+async fn assert_credentials_refused_by_the_other(own: &str, other: &str) -> Result<()> {
+    let own = Kubeconfig::from_yaml(own)?;
+    let mut mixed = Kubeconfig::from_yaml(other)?;
+    mixed.auth_infos.clone_from(&own.auth_infos);
+    if let Some(ctx) = mixed.contexts.first_mut().and_then(|c| c.context.as_mut()) {
+        ctx.user = own.auth_infos.first().map(|a| a.name.clone());
+    }
+    let path = std::env::temp_dir().join(format!("mixed-{}", random_token()));
+    std::fs::write(&path, serde_json::to_vec(&mixed)?).context("writing the mixed kubeconfig")?;
+    let file = path.to_string_lossy().into_owned();
+    // A connection error is transient (a busy machine); an accepted request fails at once.
+    let result = poll_until(
+        "the other tenant answers the foreign credentials",
+        Duration::from_secs(60),
+        || async {
+            let out = kubectl(&["--kubeconfig", &file, "get", "namespaces"]).await?;
+            // kubectl words a 401 either way, depending on the request.
+            let unauthorized = out.stderr.contains("Unauthorized")
+                || out
+                    .stderr
+                    .contains("the server has asked for the client to provide credentials");
+            ensure!(
+                !out.success(),
+                "a tenant accepted the admin credentials of another tenant: {}",
+                out.stdout
+            );
+            Ok(if unauthorized {
+                Attempt::Done(())
+            } else {
+                Attempt::NotYet(out.stderr.lines().last().unwrap_or_default().to_owned())
+            })
+        },
+    )
+    .await;
+    let _ = std::fs::remove_file(&path);
+    result
 }
