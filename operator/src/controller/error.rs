@@ -11,8 +11,8 @@ pub enum Error {
 
     #[error(
         "a root of trust of this control plane is missing or unusable and will not be replaced \
-         silently: {0}. Restore the Secret from a backup, or accept a new root with the \
-         annotation hostplane.dev/accept-new-roots (every certificate it signed is re-issued)"
+         silently: {0}. Restore the Secret from a backup of this namespace; a new root would \
+         invalidate every credential of the tenant, and accepting one is not supported yet"
     )]
     RootsUnavailable(String),
 
