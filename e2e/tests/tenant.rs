@@ -12,8 +12,9 @@ use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
-/// From apply to Ready: image import is done, so this is etcd + apiserver start and first sync.
-const READY_TIMEOUT: &str = "300s";
+/// From apply to Ready: images are imported, so this is etcd + apiserver start and first sync,
+/// for several tenants at once on a 2-core machine.
+const READY_TIMEOUT: Duration = Duration::from_secs(300);
 
 struct Tcp<'a> {
     env: &'a TestEnv,
@@ -37,32 +38,53 @@ impl<'a> Tcp<'a> {
         })
     }
 
-    /// `kubectl wait --for=condition=Ready tcp/<name>`, as a user would; on failure, the status.
+    /// Waits (up to READY_TIMEOUT) for the Ready condition, then `kubectl wait
+    /// --for=condition=Ready tcp/<name>` as a user would; on failure, the status and pods. (One
+    /// kubectl call must stay under the helpers' command limit, so the long wait is a poll.)
     async fn wait_ready(&self) -> Result<()> {
-        let out = self
-            .env
-            .kubectl(&[
-                "wait",
-                "--for=condition=Ready",
-                &format!("tcp/{}", self.name),
-                &format!("--timeout={READY_TIMEOUT}"),
-            ])
-            .await?;
-        if !out.success() {
-            let status = self
+        let tcp = format!("tcp/{}", self.name);
+        let ready = poll_until(&format!("{tcp} is Ready"), READY_TIMEOUT, || async {
+            let out = self
                 .env
-                .kubectl(&["get", "tcp", &self.name, "-o", "jsonpath={.status}"])
+                .kubectl(&[
+                    "get",
+                    &tcp,
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+                ])
                 .await?;
-            let pods = self.env.kubectl(&["get", "pods", "-o", "wide"]).await?;
-            bail!(
-                "tcp/{} did not become Ready in {READY_TIMEOUT}: {}\nstatus: {}\npods:\n{}\n{}",
-                self.name,
-                out.stderr.trim(),
-                status.stdout,
-                pods.stdout,
-                self.env.diagnostics().await
-            );
-        }
+            Ok(if out.stdout.trim() == "True" {
+                Attempt::Done(())
+            } else {
+                Attempt::NotYet(format!("Ready={:?}", out.stdout.trim()))
+            })
+        })
+        .await;
+        let waited = match ready {
+            Ok(()) => {
+                self.env
+                    .kubectl(&["wait", "--for=condition=Ready", &tcp, "--timeout=30s"])
+                    .await?
+            }
+            Err(e) => {
+                let status = self
+                    .env
+                    .kubectl(&["get", &tcp, "-o", "jsonpath={.status}"])
+                    .await?;
+                let pods = self.env.kubectl(&["get", "pods", "-o", "wide"]).await?;
+                bail!(
+                    "{e}\nstatus: {}\npods:\n{}\n{}",
+                    status.stdout,
+                    pods.stdout,
+                    self.env.diagnostics().await
+                );
+            }
+        };
+        ensure!(
+            waited.success(),
+            "kubectl wait --for=condition=Ready {tcp} failed: {}",
+            waited.stderr.trim()
+        );
         Ok(())
     }
 
@@ -145,7 +167,7 @@ async fn minimal_tcp_becomes_ready_and_its_kubeconfig_works() -> Result<()> {
 
     // Deleting the TCP removes everything it created (owner references; PVCs by the
     // StatefulSet's retention policy).
-    env.kubectl(&["delete", "tcp", "t1", "--wait=true", "--timeout=60s"])
+    env.kubectl(&["delete", "tcp", "t1", "--wait=true", "--timeout=50s"])
         .await?
         .ok()?;
     let kinds = "secrets,services,statefulsets,deployments,poddisruptionbudgets,persistentvolumeclaims,pods";
@@ -374,7 +396,7 @@ async fn assert_data_survives_etcd_pod_deletion(
     plaintext: &str,
 ) -> Result<()> {
     let pod = format!("{tcp}-etcd-0");
-    env.kubectl(&["delete", "pod", &pod, "--wait=true", "--timeout=60s"])
+    env.kubectl(&["delete", "pod", &pod, "--wait=true", "--timeout=50s"])
         .await?
         .ok()?;
     let secrets = Api::<Secret>::namespaced(tenant.clone(), ns);
