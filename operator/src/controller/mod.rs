@@ -141,7 +141,7 @@ async fn provision(
         .map_err(|e| Error::InvalidSpec(e.to_string()))?;
     let probe_url = format!(
         "https://{}:{}",
-        url_host(&cluster_ip),
+        build::url_host(&cluster_ip),
         tenant.api_server_port()
     );
 
@@ -362,14 +362,6 @@ async fn node_address(client: &Client) -> Result<String, Error> {
         .ok_or_else(|| {
             Error::Conflict("no Ready node has an InternalIP for the NodePort endpoint".to_owned())
         })
-}
-
-fn url_host(ip: &str) -> String {
-    if ip.contains(':') {
-        format!("[{ip}]")
-    } else {
-        ip.to_owned()
-    }
 }
 
 async fn super_admin_kubeconfig(client: &Client, tenant: &Tenant) -> Result<String, Error> {
