@@ -3,4 +3,5 @@
 pub mod build;
 pub mod controller;
 pub mod pki;
+pub mod rollout;
 pub mod status;

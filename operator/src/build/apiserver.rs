@@ -11,7 +11,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
 
 use super::pod::{
-    CONFIG_HASH, SecretHashes, container_security, flags, pod_security, secret_volume, typed,
+    CONFIG_HASH, SecretHashes, container_security, flags, pod_security, probes, secret_volume,
+    typed, with,
 };
 use super::{BuildError, Tenant, etcd};
 use crate::pki::{CA_CRT, Item, SA_KEY, SA_PUB, TLS_CRT, TLS_KEY};
@@ -123,7 +124,11 @@ pub fn deployment(tenant: &Tenant, hashes: &SecretHashes) -> Result<Deployment, 
         .unzip();
     let secrets: Vec<String> = mounts.iter().map(|(_, s, _, _)| s.clone()).collect();
     let defaults = default_flags(tenant);
-    let probe = |path: &str, threshold: i32| json!({"httpGet": {"path": path, "port": 6443, "scheme": "HTTPS"}, "periodSeconds": 5, "timeoutSeconds": 5, "failureThreshold": threshold});
+    let probes = probes(
+        &json!({"port": 6443, "scheme": "HTTPS"}),
+        "/readyz",
+        "/livez",
+    );
     let mut deployment: Deployment = typed(
         "kube-apiserver Deployment",
         json!({
@@ -137,23 +142,20 @@ pub fn deployment(tenant: &Tenant, hashes: &SecretHashes) -> Result<Deployment, 
                         "automountServiceAccountToken": false,
                         "enableServiceLinks": false,
                         "securityContext": pod_security(65532),
-                        "containers": [{
+                        "containers": [with(json!({
                             "name": "kube-apiserver",
                             "image": tenant.image(&format!("kube-apiserver:v{}", tenant.spec.version)),
                             "imagePullPolicy": "IfNotPresent",
                             "command": ["kube-apiserver"],
                             "args": flags(&defaults, &spec.extra_args),
                             "ports": [{"name": "https", "containerPort": 6443}],
-                            "readinessProbe": probe("/readyz", 3),
-                            "livenessProbe": probe("/livez", 8),
-                            "startupProbe": probe("/livez", 60),
                             "resources": spec.resources.clone().map_or_else(
                                 || json!({"requests": {"cpu": "100m", "memory": "256Mi"}}),
                                 |r| json!(r),
                             ),
                             "securityContext": container_security(),
                             "volumeMounts": volume_mounts,
-                        }],
+                        }), probes)],
                         "volumes": volumes,
                     },
                 },

@@ -5,7 +5,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::json;
 
 use super::pod::{
-    CONFIG_HASH, SecretHashes, container_security, flags, pod_security, secret_volume, typed,
+    CONFIG_HASH, SecretHashes, container_security, flags, pod_security, probes, secret_volume,
+    typed, with,
 };
 use super::{BuildError, Tenant, kubeconfig};
 use crate::pki::{CA_CRT, Item, SA_KEY, TLS_CRT, TLS_KEY};
@@ -133,7 +134,11 @@ fn component(
         .map(|(v, s, keys, path)| secret_volume(v, s, keys, path))
         .unzip();
     let secrets: Vec<String> = mounts.iter().map(|(_, s, _, _)| s.clone()).collect();
-    let probe = |threshold: i32| json!({"httpGet": {"path": "/healthz", "port": health_port, "scheme": "HTTPS"}, "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": threshold});
+    let probes = probes(
+        &json!({"port": health_port, "scheme": "HTTPS"}),
+        "/healthz",
+        "/healthz",
+    );
     let name = format!("{}-{}", tenant.name, component.trim_start_matches("kube-"));
     let mut deployment: Deployment = typed(
         "control-plane Deployment",
@@ -147,21 +152,19 @@ fn component(
                         "automountServiceAccountToken": false,
                         "enableServiceLinks": false,
                         "securityContext": pod_security(65532),
-                        "containers": [{
+                        "containers": [with(json!({
                             "name": component,
                             "image": tenant.image(&format!("{component}:v{}", tenant.spec.version)),
                             "imagePullPolicy": "IfNotPresent",
                             "command": [component],
                             "args": flags(defaults, &spec.extra_args),
-                            "readinessProbe": probe(3),
-                            "livenessProbe": probe(8),
                             "resources": spec.resources.clone().map_or_else(
                                 || json!({"requests": {"cpu": "50m", "memory": "64Mi"}}),
                                 |r| json!(r),
                             ),
                             "securityContext": container_security(),
                             "volumeMounts": volume_mounts,
-                        }],
+                        }), probes)],
                         "volumes": volumes,
                     },
                 },

@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::Service;
 use serde_json::json;
 
 use super::pod::{
-    CONFIG_HASH, SecretHashes, container_security, pod_security, secret_volume, typed,
+    CONFIG_HASH, SecretHashes, container_security, pod_security, probes, secret_volume, typed, with,
 };
 use super::{BuildError, Tenant};
 use crate::pki::{CA_CRT, Item, TLS_CRT, TLS_KEY};
@@ -68,7 +68,7 @@ pub fn build(tenant: &Tenant, hashes: &SecretHashes) -> Result<Etcd, BuildError>
     let (peer_vol, peer_mount) =
         secret_volume("peer-pki", &peer, &[TLS_CRT, TLS_KEY, CA_CRT], PEER_PKI);
     let args = args(tenant, &domain, &initial_cluster);
-    let probe = |path: &str, threshold: i32| json!({"httpGet": {"path": path, "port": 2381}, "periodSeconds": 5, "timeoutSeconds": 5, "failureThreshold": threshold});
+    let probes = probes(&json!({"port": 2381}), "/readyz", "/livez");
     let mut storage = json!({"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": managed.storage.size}}});
     if let Some(class) = &managed.storage.storage_class_name {
         storage["storageClassName"] = json!(class);
@@ -91,7 +91,7 @@ pub fn build(tenant: &Tenant, hashes: &SecretHashes) -> Result<Etcd, BuildError>
                         "automountServiceAccountToken": false,
                         "enableServiceLinks": false,
                         "securityContext": pod_security(0),
-                        "containers": [{
+                        "containers": [with(json!({
                             "name": "etcd",
                             "image": tenant.image(&format!("etcd:{}", super::etcd_image_tag())),
                             "imagePullPolicy": "IfNotPresent",
@@ -103,16 +103,13 @@ pub fn build(tenant: &Tenant, hashes: &SecretHashes) -> Result<Etcd, BuildError>
                                 {"name": "peer", "containerPort": 2380},
                                 {"name": "metrics", "containerPort": 2381},
                             ],
-                            "readinessProbe": probe("/readyz", 3),
-                            "livenessProbe": probe("/livez", 8),
-                            "startupProbe": probe("/readyz", 60),
                             "resources": managed.resources.clone().map_or_else(
                                 || json!({"requests": {"cpu": "50m", "memory": "64Mi"}}),
                                 |r| json!(r),
                             ),
                             "securityContext": container_security(),
                             "volumeMounts": [server_mount, peer_mount, {"name": "data", "mountPath": "/var/lib/etcd"}],
-                        }],
+                        }), probes)],
                         "volumes": [server_vol, peer_vol],
                     },
                 },

@@ -95,6 +95,30 @@ pub fn secret_volume(
     (v, m)
 }
 
+/// The container's probes, as JSON to merge into it: a startup probe every second (up to five
+/// minutes) so a component counts as started as soon as it is — the kubelet then runs the
+/// readiness probe at once — and readiness and liveness every 5 s after that.
+pub fn probes(get: &serde_json::Value, ready: &str, live: &str) -> serde_json::Value {
+    let probe = |path: &str, period: i32, threshold: i32| {
+        let mut get = get.clone();
+        get["path"] = json!(path);
+        json!({"httpGet": get, "periodSeconds": period, "timeoutSeconds": 5, "failureThreshold": threshold})
+    };
+    json!({
+        "startupProbe": probe(live, 1, 300),
+        "readinessProbe": probe(ready, 5, 3),
+        "livenessProbe": probe(live, 5, 8),
+    })
+}
+
+/// Merges the keys of `extra` (an object) into `container` (an object).
+pub fn with(mut container: serde_json::Value, extra: serde_json::Value) -> serde_json::Value {
+    if let (Some(c), serde_json::Value::Object(e)) = (container.as_object_mut(), extra) {
+        c.extend(e);
+    }
+    container
+}
+
 /// The pod-level security context: a non-root user, RuntimeDefault seccomp.
 pub fn pod_security(run_as_user: i64) -> serde_json::Value {
     json!({

@@ -337,3 +337,46 @@ fn etcd_image_tag_is_the_pinned_one() {
         etcd_image_tag()
     );
 }
+
+#[test]
+fn every_component_is_probed_and_counts_as_started_within_a_second() {
+    let (_, c) = children(&json!({"version": "1.36.3"}));
+    let containers = c
+        .deployments
+        .iter()
+        .filter_map(|d| d.spec.as_ref()?.template.spec.as_ref())
+        .chain(
+            c.statefulsets
+                .iter()
+                .filter_map(|s| s.spec.as_ref()?.template.spec.as_ref()),
+        )
+        .flat_map(|p| p.containers.iter());
+    let mut seen = 0;
+    for container in containers {
+        seen += 1;
+        let name = &container.name;
+        let startup = container.startup_probe.as_ref().unwrap();
+        let ready = container.readiness_probe.as_ref().unwrap();
+        let live = container.liveness_probe.as_ref().unwrap();
+        assert_eq!(startup.period_seconds, Some(1), "{name}");
+        // Up to five minutes to start before the kubelet restarts it.
+        assert_eq!(startup.failure_threshold, Some(300), "{name}");
+        assert_eq!(ready.period_seconds, Some(5), "{name}");
+        assert_eq!(live.period_seconds, Some(5), "{name}");
+        let get = |p: &k8s_openapi::api::core::v1::Probe| {
+            let g = p.http_get.as_ref().unwrap();
+            (g.path.clone().unwrap(), g.port.clone(), g.scheme.clone())
+        };
+        assert_eq!(get(startup).1, get(ready).1, "{name}: one port");
+        assert_eq!(get(startup).0, get(live).0, "{name}: started = alive");
+        match name.as_str() {
+            "etcd" => assert_eq!(get(ready).0, "/readyz"),
+            "kube-apiserver" => {
+                assert_eq!(get(ready).0, "/readyz");
+                assert_eq!(get(ready).2.as_deref(), Some("HTTPS"));
+            }
+            _ => assert_eq!(get(ready).0, "/healthz", "{name}"),
+        }
+    }
+    assert_eq!(seen, 4, "etcd, apiserver, controller-manager, scheduler");
+}

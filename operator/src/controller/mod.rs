@@ -27,6 +27,7 @@ use tracing::{info, instrument, warn};
 
 pub use self::error::Error;
 use crate::build::{self, Endpoint, Tenant};
+use crate::rollout;
 use crate::status::{
     self, API_SERVER_READY, CONTROLLERS_READY, ETCD_READY, Observed, PKI_READY, READY,
 };
@@ -150,9 +151,9 @@ async fn provision(
     let pki_state = pki::ensure(client, &tenant, &inputs).await?;
     let key = encryption::ensure_key(client, &tenant, pki_state.existed).await?;
     let children = build::build(&tenant, &pki_state.pki, &key)?;
-    apply_children(client, &children).await?;
+    let workloads = apply_children(client, &tenant, &children).await?;
 
-    let observation = observe(client, &tenant, &pki_state, &probe_url).await?;
+    let observation = observe(client, &tenant, &pki_state, &workloads, &probe_url).await?;
     Ok((observation, tenant.endpoint_url()))
 }
 
@@ -161,6 +162,7 @@ async fn observe(
     client: &Client,
     tenant: &Tenant,
     pki_state: &pki::PkiState,
+    workloads: &Workloads,
     probe_url: &str,
 ) -> Result<Observation, Error> {
     let mut conditions = vec![Observed::new(
@@ -181,28 +183,29 @@ async fn observe(
             )
         },
     )];
-    let etcd =
-        observe_statefulset(client, &tenant.namespace, &format!("{}-etcd", tenant.name)).await?;
-    conditions.push(Observed::new(ETCD_READY, etcd.0, etcd.1, etcd.2));
-    let apiserver = observe_deployment(
-        client,
-        &tenant.namespace,
-        &format!("{}-apiserver", tenant.name),
-    )
-    .await?;
-    let kcm = observe_deployment(
-        client,
-        &tenant.namespace,
+    let etcd = rollout::etcd_state(&workloads.etcd);
+    conditions.push(Observed::new(
+        ETCD_READY,
+        etcd.ready,
+        etcd.reason,
+        etcd.message.clone(),
+    ));
+    let apiserver = rollout::deployment_state(
+        &build::apiserver::name(tenant),
+        workloads.apiserver.as_ref(),
+        "a majority of etcd members to be ready",
+    );
+    let kcm = rollout::deployment_state(
         &format!("{}-controller-manager", tenant.name),
-    )
-    .await?;
-    let scheduler = observe_deployment(
-        client,
-        &tenant.namespace,
+        workloads.deployment(&format!("{}-controller-manager", tenant.name)),
+        "an available API server",
+    );
+    let scheduler = rollout::deployment_state(
         &format!("{}-scheduler", tenant.name),
-    )
-    .await?;
-    let controllers_ready = kcm.0 && scheduler.0;
+        workloads.deployment(&format!("{}-scheduler", tenant.name)),
+        "an available API server",
+    );
+    let controllers_ready = kcm.ready && scheduler.ready;
     conditions.push(Observed::new(
         CONTROLLERS_READY,
         controllers_ready,
@@ -211,11 +214,11 @@ async fn observe(
         } else {
             "NotAvailable"
         },
-        format!("controller-manager: {}; scheduler: {}", kcm.2, scheduler.2),
+        format!("{}; {}", kcm.message, scheduler.message),
     ));
 
     // Ready means the tenant answers /readyz through its Service, not only that pods run.
-    let api_ready = if apiserver.0 {
+    let api_ready = if apiserver.ready {
         let kubeconfig = super_admin_kubeconfig(client, tenant).await?;
         let tenant_client = tenant_api::client(&kubeconfig, probe_url).await?;
         match tenant_api::ready(&tenant_client).await {
@@ -226,7 +229,7 @@ async fn observe(
             Err(why) => Err(why),
         }
     } else {
-        Err(apiserver.2.clone())
+        Err(apiserver.message.clone())
     };
     let api_ok = api_ready.is_ok();
     conditions.push(match api_ready {
@@ -238,7 +241,7 @@ async fn observe(
         ),
         Err(why) => Observed::new(API_SERVER_READY, false, "NotReady", why),
     });
-    let ready = etcd.0 && api_ok && controllers_ready;
+    let ready = etcd.ready && api_ok && controllers_ready;
     let waiting: Vec<&str> = conditions
         .iter()
         .filter(|c| !c.status)
@@ -262,7 +265,28 @@ async fn observe(
     Ok(Observation { conditions, ready })
 }
 
-async fn apply_children(client: &Client, children: &build::Children) -> Result<(), Error> {
+/// The tenant's workloads as the seed returned them from the apply. A control-plane Deployment
+/// missing here was not applied in this pass: it waits for the component before it.
+struct Workloads {
+    etcd: StatefulSet,
+    apiserver: Option<Deployment>,
+    controllers: Vec<Deployment>,
+}
+
+impl Workloads {
+    fn deployment(&self, name: &str) -> Option<&Deployment> {
+        self.controllers.iter().find(|d| d.name_any() == name)
+    }
+}
+
+/// Applies every child, in rollout order (see [`rollout`]): the API server only once etcd has a
+/// majority ready, the controllers only once an API server is available. Skipping an apply
+/// removes nothing: a running component keeps running, its update waits.
+async fn apply_children(
+    client: &Client,
+    tenant: &Tenant,
+    children: &build::Children,
+) -> Result<Workloads, Error> {
     let build::Children {
         secrets,
         services,
@@ -276,16 +300,35 @@ async fn apply_children(client: &Client, children: &build::Children) -> Result<(
     for s in services {
         apply::apply(client, s).await?;
     }
+    let mut etcd = None;
     for s in statefulsets {
-        apply::apply(client, s).await?;
+        etcd = Some(apply::apply(client, s).await?);
     }
-    for d in deployments {
-        apply::apply(client, d).await?;
+    let etcd = etcd.ok_or_else(|| Error::Conflict("no etcd StatefulSet was built".to_owned()))?;
+    let apiserver_name = build::apiserver::name(tenant);
+    let mut apiserver = None;
+    if rollout::etcd_has_quorum(&etcd)
+        && let Some(d) = deployments.iter().find(|d| d.name_any() == apiserver_name)
+    {
+        apiserver = Some(apply::apply(client, d).await?);
+    }
+    let mut controllers = Vec::new();
+    if apiserver.as_ref().is_some_and(rollout::serves) {
+        for d in deployments
+            .iter()
+            .filter(|d| d.name_any() != apiserver_name)
+        {
+            controllers.push(apply::apply(client, d).await?);
+        }
     }
     for p in pdbs {
         apply::apply(client, p).await?;
     }
-    Ok(())
+    Ok(Workloads {
+        etcd,
+        apiserver,
+        controllers,
+    })
 }
 
 /// The address users reach: the ClusterIP for ClusterIP Services, a node address + node port for
@@ -377,56 +420,6 @@ async fn super_admin_kubeconfig(client: &Client, tenant: &Tenant) -> Result<Stri
         .and_then(|d| d.get(build::kubeconfig::KUBECONFIG_KEY))
         .ok_or_else(|| Error::Conflict(format!("Secret {name} has no kubeconfig yet")))?;
     String::from_utf8(value.0.clone()).map_err(|e| Error::Tenant(format!("Secret {name}: {e}")))
-}
-
-/// (ready, reason, message) of the tenant's etcd StatefulSet.
-async fn observe_statefulset(
-    client: &Client,
-    ns: &str,
-    name: &str,
-) -> Result<(bool, &'static str, String), Error> {
-    let sts = Api::<StatefulSet>::namespaced(client.clone(), ns)
-        .get(name)
-        .await
-        .map_err(Error::kube("get", "StatefulSet", name))?;
-    let want = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let ready = sts
-        .status
-        .as_ref()
-        .and_then(|s| s.ready_replicas)
-        .unwrap_or(0);
-    Ok(if ready >= want {
-        (true, "Ready", format!("{ready}/{want} members ready"))
-    } else {
-        (false, "NotReady", format!("{ready}/{want} members ready"))
-    })
-}
-
-/// (available, reason, message) of a control-plane Deployment.
-async fn observe_deployment(
-    client: &Client,
-    ns: &str,
-    name: &str,
-) -> Result<(bool, &'static str, String), Error> {
-    let d = Api::<Deployment>::namespaced(client.clone(), ns)
-        .get(name)
-        .await
-        .map_err(Error::kube("get", "Deployment", name))?;
-    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let available = d
-        .status
-        .as_ref()
-        .and_then(|s| s.available_replicas)
-        .unwrap_or(0);
-    Ok(if available >= want {
-        (true, "Available", format!("{available}/{want} available"))
-    } else {
-        (
-            false,
-            "NotAvailable",
-            format!("{name}: {available}/{want} available"),
-        )
-    })
 }
 
 async fn write_status(

@@ -1,0 +1,186 @@
+//! Pure rollout order and workload state: etcd first, the API server once etcd has quorum, the
+//! controller-manager and scheduler once an API server is available. A component started before
+//! the one it needs only crash-loops (and then waits out its back-off), so each waits for the one
+//! before it; what is already running is never removed, its update only waits.
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+
+/// What the status shows for one workload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkloadState {
+    pub ready: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Whether a majority of etcd's members are ready: enough for the API server to start. A status
+/// not yet about the latest spec (just changed, its members about to restart) does not count.
+pub fn etcd_has_quorum(etcd: &StatefulSet) -> bool {
+    let observed = etcd.status.as_ref().and_then(|s| s.observed_generation);
+    let (ready, want) = members(etcd);
+    is_current(etcd.metadata.generation, observed) && ready > want / 2 // 1 of 1, 2 of 3
+}
+
+/// Whether at least one replica of a Deployment is available, by a status about its latest spec:
+/// enough for its clients to start.
+pub fn serves(deployment: &Deployment) -> bool {
+    let status = deployment.status.as_ref();
+    is_current(
+        deployment.metadata.generation,
+        status.and_then(|s| s.observed_generation),
+    ) && status.and_then(|s| s.available_replicas).unwrap_or(0) >= 1
+}
+
+fn is_current(generation: Option<i64>, observed: Option<i64>) -> bool {
+    observed >= generation
+}
+
+/// (ready members, wanted members) of etcd.
+fn members(etcd: &StatefulSet) -> (i32, i32) {
+    let want = etcd.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let ready = etcd
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    (ready, want)
+}
+
+/// etcd is ready when every member is.
+pub fn etcd_state(etcd: &StatefulSet) -> WorkloadState {
+    let (ready, want) = members(etcd);
+    let all = ready >= want;
+    WorkloadState {
+        ready: all,
+        reason: if all { "Ready" } else { "NotReady" },
+        message: format!("{ready}/{want} members ready"),
+    }
+}
+
+/// A control-plane Deployment is ready when every replica is available. `None` is one not
+/// created yet because it waits for `waits_for`.
+pub fn deployment_state(
+    name: &str,
+    deployment: Option<&Deployment>,
+    waits_for: &str,
+) -> WorkloadState {
+    let Some(d) = deployment else {
+        return WorkloadState {
+            ready: false,
+            reason: "Waiting",
+            message: format!("{name}: waiting for {waits_for}"),
+        };
+    };
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let available = d
+        .status
+        .as_ref()
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0);
+    let all = available >= want;
+    WorkloadState {
+        ready: all,
+        reason: if all { "Available" } else { "NotAvailable" },
+        message: format!("{name}: {available}/{want} available"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::apps::v1::{
+        DeploymentSpec, DeploymentStatus, StatefulSetSpec, StatefulSetStatus,
+    };
+
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+
+    fn etcd(want: i32, ready: Option<i32>) -> StatefulSet {
+        StatefulSet {
+            metadata: ObjectMeta {
+                generation: Some(2),
+                ..ObjectMeta::default()
+            },
+            spec: Some(StatefulSetSpec {
+                replicas: Some(want),
+                ..StatefulSetSpec::default()
+            }),
+            status: Some(StatefulSetStatus {
+                observed_generation: Some(2),
+                ready_replicas: ready,
+                ..StatefulSetStatus::default()
+            }),
+        }
+    }
+
+    fn deployment(want: i32, available: Option<i32>) -> Deployment {
+        Deployment {
+            metadata: ObjectMeta {
+                generation: Some(2),
+                ..ObjectMeta::default()
+            },
+            spec: Some(DeploymentSpec {
+                replicas: Some(want),
+                ..DeploymentSpec::default()
+            }),
+            status: Some(DeploymentStatus {
+                observed_generation: Some(2),
+                available_replicas: available,
+                ..DeploymentStatus::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn the_api_server_waits_for_an_etcd_majority() {
+        assert!(!etcd_has_quorum(&etcd(1, None)));
+        assert!(!etcd_has_quorum(&etcd(1, Some(0))));
+        assert!(etcd_has_quorum(&etcd(1, Some(1))));
+        assert!(!etcd_has_quorum(&etcd(3, Some(1))));
+        assert!(etcd_has_quorum(&etcd(3, Some(2))));
+        assert!(etcd_has_quorum(&etcd(3, Some(3))));
+        // A StatefulSet the seed has not reported on yet has no quorum.
+        assert!(!etcd_has_quorum(&StatefulSet::default()));
+        // Nor one whose status is about the spec before a change: its members will restart.
+        let mut changed = etcd(1, Some(1));
+        changed.metadata.generation = Some(3);
+        assert!(!etcd_has_quorum(&changed));
+    }
+
+    #[test]
+    fn the_controllers_wait_for_one_available_api_server() {
+        assert!(!serves(&deployment(2, None)));
+        assert!(!serves(&deployment(2, Some(0))));
+        assert!(serves(&deployment(2, Some(1))));
+        assert!(!serves(&Deployment::default()));
+        let mut changed = deployment(2, Some(2));
+        changed.metadata.generation = Some(3);
+        assert!(!serves(&changed));
+    }
+
+    #[test]
+    fn etcd_is_ready_only_with_every_member() {
+        let quorum_only = etcd_state(&etcd(3, Some(2)));
+        assert!(!quorum_only.ready);
+        assert_eq!(quorum_only.reason, "NotReady");
+        assert_eq!(quorum_only.message, "2/3 members ready");
+        let all = etcd_state(&etcd(3, Some(3)));
+        assert!(all.ready);
+        assert_eq!(all.reason, "Ready");
+    }
+
+    #[test]
+    fn a_deployment_not_created_yet_says_what_it_waits_for() {
+        let waiting = deployment_state("t-scheduler", None, "an available API server");
+        assert!(!waiting.ready);
+        assert_eq!(waiting.reason, "Waiting");
+        assert_eq!(
+            waiting.message,
+            "t-scheduler: waiting for an available API server"
+        );
+        let partial = deployment_state("t-apiserver", Some(&deployment(2, Some(1))), "etcd");
+        assert!(!partial.ready);
+        assert_eq!(partial.message, "t-apiserver: 1/2 available");
+        assert!(deployment_state("t-apiserver", Some(&deployment(2, Some(2))), "etcd").ready);
+    }
+}
