@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail, ensure};
 use hostplane_e2e::{Attempt, TestEnv, install_crds, kubectl, poll_until, random_token};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
@@ -86,6 +86,51 @@ impl<'a> Tcp<'a> {
             waited.stderr.trim()
         );
         Ok(())
+    }
+
+    /// Changes an annotation, which makes the operator reconcile the TCP.
+    async fn touch(&self, value: &str) -> Result<()> {
+        self.env
+            .kubectl(&[
+                "annotate",
+                "--overwrite",
+                &format!("tcp/{}", self.name),
+                &format!("e2e.hostplane.dev/touched={value}"),
+            ])
+            .await?
+            .ok()
+            .context("annotating the TCP")?;
+        Ok(())
+    }
+
+    async fn resource_version(&self) -> Result<String> {
+        Ok(self
+            .env
+            .kubectl(&[
+                "get",
+                &format!("tcp/{}", self.name),
+                "-o",
+                "jsonpath={.metadata.resourceVersion}",
+            ])
+            .await?
+            .ok()?
+            .stdout)
+    }
+
+    /// (reason, message) of the Ready condition.
+    async fn ready_condition(&self) -> Result<(String, String)> {
+        let out = self
+            .env
+            .kubectl(&[
+                "get",
+                &format!("tcp/{}", self.name),
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}{\"\\n\"}{.status.conditions[?(@.type==\"Ready\")].message}",
+            ])
+            .await?
+            .ok()?;
+        let (reason, message) = out.stdout.split_once('\n').unwrap_or((&out.stdout, ""));
+        Ok((reason.trim().to_owned(), message.trim().to_owned()))
     }
 
     /// The kubeconfig Secret in the Cluster API format, checked, as YAML.
@@ -380,7 +425,94 @@ async fn operator_restarts_keep_the_ca_and_a_ready_tenant_sees_no_write() -> Res
         before.lines().count() > 20,
         "too few objects compared:\n{before}"
     );
+
+    assert_lost_ca_is_reported_not_replaced(&env, &tcp, &ca).await
+}
+
+/// Deleting the CA Secret of a Ready tenant does not get a new CA: the TCP says why and what to
+/// do (Ready=False, RootsUnavailable), then waits for a change without retrying or writing.
+/// Restoring the Secret and touching the TCP brings back the same CA and Ready.
+async fn assert_lost_ca_is_reported_not_replaced(
+    env: &TestEnv,
+    tcp: &Tcp<'_>,
+    ca: &str,
+) -> Result<()> {
+    let secrets = env.api::<Secret>();
+    let name = format!("{}-ca", tcp.name);
+    let mut saved = secrets.get(&name).await.context("reading the CA Secret")?;
+    saved.metadata.resource_version = None;
+    saved.metadata.uid = None;
+    saved.metadata.creation_timestamp = None;
+    saved.metadata.managed_fields = None;
+    secrets
+        .delete(&name, &DeleteParams::default())
+        .await
+        .context("deleting the CA Secret")?;
+    // The operator does not watch its Secrets; any change of the TCP is a reconcile.
+    tcp.touch("ca-deleted").await?;
+    let message = poll_until(
+        &format!("tcp/{} reports RootsUnavailable", tcp.name),
+        Duration::from_secs(60),
+        || async {
+            let (reason, message) = tcp.ready_condition().await?;
+            Ok(if reason == "RootsUnavailable" {
+                Attempt::Done(message)
+            } else {
+                Attempt::NotYet(format!("Ready reason {reason:?}: {message}"))
+            })
+        },
+    )
+    .await?;
+    ensure!(
+        message.contains(&name) && message.contains("Restore the Secret"),
+        "the RootsUnavailable message names neither the Secret nor what to do: {message}"
+    );
+
+    // It waits for a change: no new CA, no retries (log lines about this namespace), no writes.
+    let (rv_before, log_before) = (
+        tcp.resource_version().await?,
+        operator_log_lines(env.ns.name())?,
+    );
+    tokio::time::sleep(Duration::from_secs(20)).await; // a window for retries, not an assertion
+    let (rv_after, log_after) = (
+        tcp.resource_version().await?,
+        operator_log_lines(env.ns.name())?,
+    );
+    ensure!(
+        secrets.get_opt(&name).await?.is_none(),
+        "the operator created a new CA Secret {name} on its own"
+    );
+    ensure!(
+        rv_before == rv_after,
+        "tcp/{} was written while it waited ({rv_before} -> {rv_after})",
+        tcp.name
+    );
+    ensure!(
+        log_after == log_before,
+        "the operator kept reconciling tcp/{} while it waited for a change ({} new log lines)",
+        tcp.name,
+        log_after.saturating_sub(log_before)
+    );
+
+    // Restored from the saved copy (a backup), the same CA is used and the tenant is Ready.
+    secrets
+        .create(&PostParams::default(), &saved)
+        .await
+        .context("restoring the CA Secret")?;
+    tcp.touch("ca-restored").await?;
+    tcp.wait_ready().await?;
+    ensure!(
+        ca_of(env, &tcp.name).await? == ca,
+        "the CA changed after the restore"
+    );
     Ok(())
+}
+
+/// Lines of the operator's log (`E2E_OPERATOR_LOG`) that mention `namespace`.
+fn operator_log_lines(namespace: &str) -> Result<usize> {
+    let path = std::env::var("E2E_OPERATOR_LOG").context("E2E_OPERATOR_LOG is not set")?;
+    let log = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    Ok(log.lines().filter(|l| l.contains(namespace)).count())
 }
 
 fn env_flag(name: &str) -> bool {

@@ -11,8 +11,9 @@ pub enum Error {
 
     #[error(
         "a root of trust of this control plane is missing or unusable and will not be replaced \
-         silently: {0}. Restore the Secret from a backup of this namespace; a new root would \
-         invalidate every credential of the tenant, and accepting one is not supported yet"
+         silently: {0}. Restore the Secret from a backup of this namespace, then change this \
+         TenantControlPlane (e.g. `kubectl annotate`) so it is reconciled again; a new root \
+         would invalidate every credential of the tenant, and accepting one is not supported yet"
     )]
     RootsUnavailable(String),
 
