@@ -63,6 +63,14 @@ async fn bad_specs_are_refused_with_their_message() -> Result<()> {
             "version: \"1.36.3\"\nnetwork: {dnsServiceIP: 10.200.0.10}",
             "dnsServiceIP must be an address inside serviceCIDR",
         ),
+        (
+            "version: \"1.36.3\"\nnodes: {bootstrapTokenTTL: 1d}",
+            "bootstrapTokenTTL must be whole hours or minutes such as 24h or 90m",
+        ),
+        (
+            "version: \"1.36.3\"\nnodes: {bootstrapTokenTTL: 169h}",
+            "from 15m to 168h",
+        ),
     ];
     let problems = refusals(&env, "bad", &cases).await?;
     ensure!(problems.is_empty(), "{}", problems.join("\n\n"));

@@ -12,6 +12,9 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
+#[path = "tenant/node_join.rs"]
+mod node_join;
+
 /// From apply to Ready: images are imported, so this is etcd + apiserver start and first sync,
 /// for several tenants at once on a 2-core machine.
 const READY_TIMEOUT: Duration = Duration::from_secs(300);

@@ -96,6 +96,10 @@ pub struct TenantControlPlaneSpec {
     #[serde(default)]
     pub network: NetworkSpec,
 
+    /// How worker nodes join the tenant (the bootstrap token of the `<tcp>-join` Secret).
+    #[serde(default)]
+    pub nodes: NodesSpec,
+
     /// Registry the control plane images are pulled from (images keep their upstream names, e.g.
     /// `<registry>/kube-apiserver:v1.36.3`). Unset means registry.k8s.io.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -478,6 +482,61 @@ fn default_pod_cidr() -> String {
 
 fn default_cluster_domain() -> String {
     DEFAULT_CLUSTER_DOMAIN.to_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// nodes
+// ---------------------------------------------------------------------------------------------
+
+/// `spec.nodes.bootstrapTokenTTL` when unset.
+pub const DEFAULT_BOOTSTRAP_TOKEN_TTL: &str = "24h";
+
+/// How worker nodes join the tenant.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NodesSpec {
+    /// Lifetime of each bootstrap token, in whole hours or minutes (`24h`, `90m`), from 15m to
+    /// 168h. A new token is minted when a third of the lifetime is left; the old one stays valid
+    /// until it expires.
+    #[serde(default = "default_bootstrap_token_ttl", rename = "bootstrapTokenTTL")]
+    #[schemars(length(max = 6))]
+    #[x_kube(validation = Rule::new(TOKEN_TTL_FORMAT).message(MSG_TOKEN_TTL))]
+    #[x_kube(validation = Rule::new(TOKEN_TTL_RANGE).message(MSG_TOKEN_TTL))]
+    pub bootstrap_token_ttl: String,
+}
+
+const TOKEN_TTL_FORMAT: &str = "self.matches('^[1-9][0-9]{0,4}[hm]$')";
+/// Whole minutes of a TTL that passed the format rule, computed without `duration()` so the rule
+/// means the same in every CEL evaluator.
+const TOKEN_TTL_RANGE: &str = "!self.matches('^[1-9][0-9]{0,4}[hm]$') ||      (self.endsWith('h') ? int(self.substring(0, size(self) - 1)) * 60 :      int(self.substring(0, size(self) - 1))) <= 10080 &&      (self.endsWith('h') ? int(self.substring(0, size(self) - 1)) * 60 :      int(self.substring(0, size(self) - 1))) >= 15";
+const MSG_TOKEN_TTL: &str =
+    "bootstrapTokenTTL must be whole hours or minutes such as 24h or 90m, from 15m to 168h";
+
+impl NodesSpec {
+    /// The bootstrap token lifetime in seconds, when `bootstrapTokenTTL` is valid.
+    pub fn bootstrap_token_ttl_seconds(&self) -> Option<u64> {
+        let ttl = &self.bootstrap_token_ttl;
+        let (number, unit) = ttl.split_at(ttl.len().checked_sub(1)?);
+        let n: u64 = number.parse().ok()?;
+        let seconds = match unit {
+            "h" => n.checked_mul(3600)?,
+            "m" => n.checked_mul(60)?,
+            _ => return None,
+        };
+        (15 * 60..=168 * 3600).contains(&seconds).then_some(seconds)
+    }
+}
+
+impl Default for NodesSpec {
+    fn default() -> Self {
+        Self {
+            bootstrap_token_ttl: default_bootstrap_token_ttl(),
+        }
+    }
+}
+
+fn default_bootstrap_token_ttl() -> String {
+    DEFAULT_BOOTSTRAP_TOKEN_TTL.to_owned()
 }
 
 // ---------------------------------------------------------------------------------------------

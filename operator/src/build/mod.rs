@@ -6,6 +6,7 @@ pub mod apiserver;
 pub mod controllers;
 pub mod etcd;
 pub mod kubeconfig;
+pub mod node_bootstrap;
 pub mod pki_secrets;
 mod pod;
 

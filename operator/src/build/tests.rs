@@ -380,3 +380,236 @@ fn every_component_is_probed_and_counts_as_started_within_a_second() {
     }
     assert_eq!(seen, 4, "etcd, apiserver, controller-manager, scheduler");
 }
+
+mod node_bootstrap {
+    use kube::config::Kubeconfig;
+    use time::OffsetDateTime;
+    use x509_parser::prelude::FromDer as _;
+
+    use super::super::node_bootstrap::*;
+    use super::*;
+
+    fn token(expiration: OffsetDateTime) -> BootstrapToken {
+        BootstrapToken::from_chars(b"abc123def456ghi789jk0z", expiration).unwrap()
+    }
+
+    fn text(secret: &k8s_openapi::api::core::v1::Secret, key: &str) -> String {
+        String::from_utf8(secret.data.as_ref().unwrap()[key].0.clone()).unwrap()
+    }
+
+    #[test]
+    fn a_token_is_kubeadm_shaped_and_never_debug_printed() {
+        let now = OffsetDateTime::now_utc();
+        let t = token(now);
+        assert_eq!(t.token(), "abc123.def456ghi789jk0z");
+        assert_eq!(t.id, "abc123");
+        assert!(!format!("{t:?}").contains("def456"), "{t:?}");
+        assert!(BootstrapToken::from_chars(b"ABC123def456ghi789jk0z", now).is_none());
+        assert!(BootstrapToken::from_chars(b"abc123def456ghi789jk0.", now).is_none());
+    }
+
+    #[test]
+    fn a_new_token_is_due_when_a_third_of_its_life_is_left() {
+        let now = OffsetDateTime::now_utc();
+        let day = 86_400;
+        let fresh = token(now + time::Duration::hours(24));
+        assert!(!fresh.rotation_due(now, day));
+        assert!(
+            !token(now + time::Duration::hours(8) + time::Duration::seconds(1))
+                .rotation_due(now, day)
+        );
+        assert!(token(now + time::Duration::hours(8)).rotation_due(now, day));
+        assert!(token(now - time::Duration::hours(1)).rotation_due(now, day));
+        assert_eq!(fresh.rotation_at(day), now + time::Duration::hours(16));
+    }
+
+    #[test]
+    fn the_tenant_gets_kubeadms_bootstrap_objects_and_no_more_rights() {
+        let t = tenant(&json!({"version": "1.36.3"}));
+        let pki = pki_for(&t);
+        let expiration = OffsetDateTime::parse(
+            "2026-11-23T10:00:00Z",
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        let o = tenant_objects(&t, &pki, &token(expiration)).unwrap();
+
+        let [secret] = o.secrets.as_slice() else {
+            panic!("one token Secret")
+        };
+        assert_eq!(
+            secret.metadata.name.as_deref(),
+            Some("bootstrap-token-abc123")
+        );
+        assert_eq!(secret.metadata.namespace.as_deref(), Some("kube-system"));
+        assert_eq!(
+            secret.type_.as_deref(),
+            Some("bootstrap.kubernetes.io/token")
+        );
+        assert_eq!(text(secret, "token-id"), "abc123");
+        assert_eq!(text(secret, "token-secret"), "def456ghi789jk0z");
+        assert_eq!(text(secret, "expiration"), "2026-11-23T10:00:00Z");
+        assert_eq!(text(secret, "usage-bootstrap-authentication"), "true");
+        assert_eq!(text(secret, "usage-bootstrap-signing"), "true");
+        assert_eq!(text(secret, "auth-extra-groups"), BOOTSTRAPPERS_GROUP);
+
+        // cluster-info: the endpoint and the CA, nothing secret.
+        let info = o
+            .config_maps
+            .iter()
+            .find(|c| c.metadata.name.as_deref() == Some("cluster-info"))
+            .unwrap();
+        assert_eq!(info.metadata.namespace.as_deref(), Some("kube-public"));
+        let kubeconfig = Kubeconfig::from_yaml(&info.data.as_ref().unwrap()["kubeconfig"]).unwrap();
+        let cluster = kubeconfig.clusters[0].cluster.as_ref().unwrap();
+        assert_eq!(cluster.server.as_deref(), Some("https://10.86.0.50:6443"));
+        let ca_pem = STANDARD
+            .decode(cluster.certificate_authority_data.as_ref().unwrap())
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(ca_pem).unwrap(),
+            pki.cert(pki::Item::Ca).unwrap().cert_pem()
+        );
+        assert!(kubeconfig.auth_infos.is_empty());
+
+        let kubeadm = o
+            .config_maps
+            .iter()
+            .find(|c| c.metadata.name.as_deref() == Some("kubeadm-config"))
+            .unwrap();
+        let cluster_configuration = &kubeadm.data.as_ref().unwrap()["ClusterConfiguration"];
+        assert!(cluster_configuration.contains("kubernetesVersion: v1.36.3"));
+        assert!(cluster_configuration.contains("controlPlaneEndpoint: \"10.86.0.50:6443\""));
+        assert!(cluster_configuration.contains("serviceSubnet: 10.96.0.0/16"));
+        let kubelet = o
+            .config_maps
+            .iter()
+            .find(|c| c.metadata.name.as_deref() == Some("kubelet-config"))
+            .unwrap();
+        assert!(kubelet.data.as_ref().unwrap()["kubelet"].contains("clusterDNS: [\"10.96.0.10\"]"));
+    }
+
+    /// Who gets what: bootstrappers create and auto-approve node client CSRs; nodes renew their
+    /// own; anonymous reads cluster-info only. No admin, no serving-cert approval.
+    #[test]
+    fn bootstrap_rbac_grants_what_kubeadm_grants_and_no_more() {
+        let t = tenant(&json!({"version": "1.36.3"}));
+        let pki = pki_for(&t);
+        let o = tenant_objects(&t, &pki, &token(OffsetDateTime::now_utc())).unwrap();
+        let bindings: Vec<(String, String, String)> = o
+            .cluster_role_bindings
+            .iter()
+            .map(|b| {
+                let subject = &b.subjects.as_ref().unwrap()[0];
+                (
+                    b.role_ref.name.clone(),
+                    subject.kind.clone(),
+                    subject.name.clone(),
+                )
+            })
+            .collect();
+        let expect = |role: &str, kind: &str, who: &str| {
+            assert!(
+                bindings.contains(&(role.into(), kind.into(), who.into())),
+                "{role} -> {kind}/{who} missing in {bindings:?}"
+            );
+        };
+        expect("system:node-bootstrapper", "Group", BOOTSTRAPPERS_GROUP);
+        expect(
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            "Group",
+            BOOTSTRAPPERS_GROUP,
+        );
+        expect(
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            "Group",
+            "system:nodes",
+        );
+        expect("kubeadm:get-nodes", "Group", BOOTSTRAPPERS_GROUP);
+        assert_eq!(bindings.len(), 4);
+        for (role, _, _) in &bindings {
+            assert!(
+                !role.contains("admin") && !role.contains("selfnodeserver"),
+                "{role}"
+            );
+        }
+        let anonymous = o
+            .role_bindings
+            .iter()
+            .filter(|b| {
+                b.subjects
+                    .iter()
+                    .flatten()
+                    .any(|s| s.name == "system:anonymous")
+            })
+            .collect::<Vec<_>>();
+        assert_eq!(anonymous.len(), 1);
+        assert_eq!(
+            anonymous[0].metadata.namespace.as_deref(),
+            Some("kube-public")
+        );
+        let role = o
+            .roles
+            .iter()
+            .find(|r| r.metadata.name == anonymous[0].metadata.name)
+            .unwrap();
+        let only = &role.rules.as_ref().unwrap()[0];
+        assert_eq!(
+            only.resource_names.as_deref(),
+            Some(&["cluster-info".to_owned()][..])
+        );
+        assert_eq!(only.verbs, ["get"]);
+    }
+
+    #[test]
+    fn the_join_secret_carries_token_pin_kubeconfig_and_command() {
+        let t = tenant(&json!({"version": "1.36.3"}));
+        let pki = pki_for(&t);
+        let expiration =
+            OffsetDateTime::now_utc().replace_nanosecond(0).unwrap() + time::Duration::hours(24);
+        let tok = token(expiration);
+        let secret = join_secret(&t, &pki, &tok).unwrap();
+        assert_eq!(secret.metadata.name.as_deref(), Some("t-join"));
+        assert_eq!(
+            secret.metadata.owner_references.as_ref().unwrap()[0].uid,
+            "uid-1"
+        );
+        assert_eq!(BootstrapToken::from_join_secret(&secret), Some(tok.clone()));
+
+        // The pin is the SHA-256 of the CA's SubjectPublicKeyInfo, computed here independently.
+        let ca_der = pki.cert(pki::Item::Ca).unwrap().cert_der().to_vec();
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&ca_der).unwrap();
+        let digest =
+            ring::digest::digest(&ring::digest::SHA256, cert.tbs_certificate.subject_pki.raw);
+        let hex = digest
+            .as_ref()
+            .iter()
+            .fold(String::new(), |hex, b| hex + &format!("{b:02x}"));
+        assert_eq!(text(&secret, JOIN_CA_CERT_HASH), format!("sha256:{hex}"));
+        assert_eq!(
+            text(&secret, JOIN_COMMAND),
+            format!(
+                "kubeadm join 10.86.0.50:6443 --token abc123.def456ghi789jk0z --discovery-token-ca-cert-hash sha256:{hex}"
+            )
+        );
+        let kubeconfig = Kubeconfig::from_yaml(&text(&secret, JOIN_KUBECONFIG)).unwrap();
+        assert!(
+            kubeconfig.auth_infos[0]
+                .auth_info
+                .as_ref()
+                .unwrap()
+                .token
+                .is_some()
+        );
+        let raw: serde_json::Value = serde_json::from_str(&text(&secret, JOIN_KUBECONFIG)).unwrap();
+        assert_eq!(raw["users"][0]["user"]["token"], "abc123.def456ghi789jk0z");
+        assert_eq!(kubeconfig.current_context.as_deref(), Some("tls-bootstrap"));
+        // A damaged Secret holds no token (a new one is minted).
+        let mut damaged = secret.clone();
+        damaged.data.as_mut().unwrap().insert(
+            JOIN_TOKEN.into(),
+            k8s_openapi::ByteString(b"abc.def".to_vec()),
+        );
+        assert_eq!(BootstrapToken::from_join_secret(&damaged), None);
+    }
+}

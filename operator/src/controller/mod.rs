@@ -5,6 +5,7 @@
 mod apply;
 mod encryption;
 mod error;
+mod node_join;
 mod pki;
 mod tenant_api;
 
@@ -78,6 +79,8 @@ pub async fn run(client: Client, settings: Settings) {
 struct Observation {
     conditions: Vec<Observed>,
     ready: bool,
+    /// When something is due that no watch event announces (a bootstrap token rotation).
+    due: Option<time::OffsetDateTime>,
 }
 
 #[instrument(skip_all, fields(tcp = %tcp.name_any(), ns = tcp.namespace().unwrap_or_default()))]
@@ -88,6 +91,7 @@ async fn reconcile(tcp: Arc<TenantControlPlane>, ctx: Arc<Context>) -> Result<Ac
             Observation {
                 conditions: o.conditions.clone(),
                 ready: o.ready,
+                due: o.due,
             },
             Some(endpoint.clone()),
         ),
@@ -95,6 +99,7 @@ async fn reconcile(tcp: Arc<TenantControlPlane>, ctx: Arc<Context>) -> Result<Ac
             Observation {
                 conditions: vec![Observed::new(READY, false, e.reason(), e.to_string())],
                 ready: false,
+                due: None,
             },
             tcp.status.as_ref().and_then(|s| s.endpoint.clone()),
         ),
@@ -106,8 +111,13 @@ async fn reconcile(tcp: Arc<TenantControlPlane>, ctx: Arc<Context>) -> Result<Ac
         failures.remove(&ObjectRef::from(tcp.as_ref()));
     }
     Ok(if o.ready {
-        // Periodic self-healing; a pass over an unchanged tenant writes nothing.
-        Action::requeue(Duration::from_secs(600))
+        // Periodic self-healing, and whatever is due before; a pass over an unchanged tenant
+        // writes nothing.
+        let until_due = o.due.map_or(Duration::MAX, |due| {
+            let secs = (due - time::OffsetDateTime::now_utc()).whole_seconds();
+            Duration::from_secs(u64::try_from(secs).unwrap_or(0).max(1))
+        });
+        Action::requeue(Duration::from_secs(600).min(until_due))
     } else {
         Action::requeue(Duration::from_secs(5))
     })
@@ -218,18 +228,10 @@ async fn observe(
     ));
 
     // Ready means the tenant answers /readyz through its Service, not only that pods run.
-    let api_ready = if apiserver.ready {
-        let kubeconfig = super_admin_kubeconfig(client, tenant).await?;
-        let tenant_client = tenant_api::client(&kubeconfig, probe_url).await?;
-        match tenant_api::ready(&tenant_client).await {
-            Ok(()) => {
-                tenant_api::bootstrap(&tenant_client).await?;
-                Ok(())
-            }
-            Err(why) => Err(why),
-        }
+    let (api_ready, due) = if apiserver.ready {
+        tenant_ready_and_bootstrapped(client, tenant, &pki_state.pki, probe_url).await?
     } else {
-        Err(apiserver.message.clone())
+        (Err(apiserver.message.clone()), None)
     };
     let api_ok = api_ready.is_ok();
     conditions.push(match api_ready {
@@ -262,7 +264,11 @@ async fn observe(
             format!("waiting for {}", waiting.join(", ")),
         )
     });
-    Ok(Observation { conditions, ready })
+    Ok(Observation {
+        conditions,
+        ready,
+        due,
+    })
 }
 
 /// The tenant's workloads as the seed returned them from the apply. A control-plane Deployment
@@ -282,6 +288,25 @@ impl Workloads {
 /// Applies every child, in rollout order (see [`rollout`]): the API server only once etcd has a
 /// majority ready, the controllers only once an API server is available. Skipping an apply
 /// removes nothing: a running component keeps running, its update waits.
+/// Asks the tenant's `/readyz` through its Service; once it answers, applies what the tenant
+/// needs inside (the admins' binding, node bootstrap). Returns the readiness (or why not) and
+/// when a bootstrap token rotation is due.
+async fn tenant_ready_and_bootstrapped(
+    client: &Client,
+    tenant: &Tenant,
+    pki: &crate::pki::Pki,
+    probe_url: &str,
+) -> Result<(Result<(), String>, Option<time::OffsetDateTime>), Error> {
+    let kubeconfig = super_admin_kubeconfig(client, tenant).await?;
+    let tenant_client = tenant_api::client(&kubeconfig, probe_url).await?;
+    if let Err(why) = tenant_api::ready(&tenant_client).await {
+        return Ok((Err(why), None));
+    }
+    tenant_api::bootstrap(&tenant_client).await?;
+    let due = node_join::ensure(client, &tenant_client, tenant, pki).await?;
+    Ok((Ok(()), Some(due)))
+}
+
 async fn apply_children(
     client: &Client,
     tenant: &Tenant,

@@ -50,6 +50,11 @@ fn parse(der: &[u8]) -> Result<X509Certificate<'_>, String> {
     }
 }
 
+/// The DER SubjectPublicKeyInfo of a DER certificate.
+pub(crate) fn spki_der(der: &[u8]) -> Result<Vec<u8>, String> {
+    Ok(parse(der)?.tbs_certificate.subject_pki.raw.to_vec())
+}
+
 /// Reads the facts of a DER certificate.
 pub(crate) fn inspect(der: &[u8]) -> Result<CertInfo, String> {
     let cert = parse(der)?;

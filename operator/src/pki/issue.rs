@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::fmt::Write as _;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -45,6 +46,18 @@ impl CertKeyPair {
             &pem::Pem::new("CERTIFICATE", self.der.clone()),
             pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
         )
+    }
+
+    /// The public key pin kubeadm uses for discovery (`--discovery-token-ca-cert-hash`):
+    /// `sha256:` and the hex SHA-256 of the certificate's DER SubjectPublicKeyInfo.
+    pub fn public_key_pin(&self) -> Result<String, String> {
+        let spki = super::inspect::spki_der(&self.der)?;
+        let hash = ring::digest::digest(&ring::digest::SHA256, &spki);
+        let hex = hash.as_ref().iter().fold(String::new(), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        });
+        Ok(format!("sha256:{hex}"))
     }
 
     /// The private key.

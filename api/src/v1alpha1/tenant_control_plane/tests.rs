@@ -161,6 +161,9 @@ fn default_spec() -> TenantControlPlaneSpec {
             dns_service_ip: None,
             cluster_domain: "cluster.local".into(),
         },
+        nodes: NodesSpec {
+            bootstrap_token_ttl: "24h".into(),
+        },
         registry: None,
     }
 }
@@ -256,6 +259,9 @@ fn full_spec() -> TenantControlPlaneSpec {
             pod_cidr: "10.0.0.0/12".into(),
             dns_service_ip: Some("10.112.0.53".into()),
             cluster_domain: "tenant-a.internal".into(),
+        },
+        nodes: NodesSpec {
+            bootstrap_token_ttl: "90m".into(),
         },
         registry: Some("registry.example.com/mirror".into()),
     }
@@ -869,7 +875,7 @@ fn every_rule_has_a_message_and_bounded_input() {
         }
     });
     assert_eq!(
-        rules, 19,
+        rules, 21,
         "a rule was added or lost; update the tests and the e2e"
     );
 }
@@ -877,4 +883,38 @@ fn every_rule_has_a_message_and_bounded_input() {
 #[test]
 fn version_pattern_follows_supported_minors() {
     assert_eq!(version_pattern(), "^1[.](35|36)[.](0|[1-9][0-9]{0,3})$");
+}
+
+// ---------------------------------------------------------------------------------------------
+// nodes
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn bootstrap_token_ttl_accepts_hours_and_minutes_in_range() {
+    for ttl in ["15m", "90m", "1h", "24h", "168h", "10080m"] {
+        assert_accepted(&spec(&json!({"nodes": {"bootstrapTokenTTL": ttl}})));
+        let nodes = NodesSpec {
+            bootstrap_token_ttl: ttl.into(),
+        };
+        assert!(nodes.bootstrap_token_ttl_seconds().is_some(), "{ttl}");
+    }
+    let day = NodesSpec::default().bootstrap_token_ttl_seconds();
+    assert_eq!(day, Some(86_400));
+}
+
+#[test]
+fn bootstrap_token_ttl_refuses_other_forms_and_out_of_range() {
+    for ttl in [
+        "", "24", "1d", "1h30m", "0h", "014m", "-1h", "24H", "1.5h", "14m", "169h", "99999h",
+    ] {
+        assert_refused(
+            &spec(&json!({"nodes": {"bootstrapTokenTTL": ttl}})),
+            "nodes.bootstrapTokenTTL",
+            "bootstrapTokenTTL must be whole hours or minutes such as 24h or 90m, from 15m to 168h",
+        );
+        let nodes = NodesSpec {
+            bootstrap_token_ttl: ttl.into(),
+        };
+        assert_eq!(nodes.bootstrap_token_ttl_seconds(), None, "{ttl}");
+    }
 }
