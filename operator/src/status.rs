@@ -11,6 +11,7 @@ pub const PKI_READY: &str = "PKIReady";
 pub const ETCD_READY: &str = "EtcdReady";
 pub const API_SERVER_READY: &str = "APIServerReady";
 pub const CONTROLLERS_READY: &str = "ControllersReady";
+pub const ADDONS_READY: &str = "AddonsReady";
 pub const READY: &str = "Ready";
 
 /// One observation: a condition as the reconcile sees it now, without timestamps.

@@ -70,6 +70,7 @@ const ETCD_MODES: [&str; 1] = ["managed"];
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Endpoint","type":"string","jsonPath":".status.endpoint"}"#,
+    printcolumn = r#"{"name":"Nodes","type":"integer","jsonPath":".status.nodes.ready"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[cfg_attr(test, x_kube(cel))]
@@ -99,6 +100,10 @@ pub struct TenantControlPlaneSpec {
     /// How worker nodes join the tenant (the bootstrap token of the `<tcp>-join` Secret).
     #[serde(default)]
     pub nodes: NodesSpec,
+
+    /// The addons the operator runs inside the tenant.
+    #[serde(default)]
+    pub addons: AddonsSpec,
 
     /// Registry the control plane images are pulled from (images keep their upstream names, e.g.
     /// `<registry>/kube-apiserver:v1.36.3`). Unset means registry.k8s.io.
@@ -540,6 +545,43 @@ fn default_bootstrap_token_ttl() -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
+// addons
+// ---------------------------------------------------------------------------------------------
+
+/// The addons the operator keeps inside the tenant. Switching one off removes it from the tenant.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AddonsSpec {
+    /// CoreDNS: Deployment `kube-system/coredns` and Service `kube-dns` on the DNS service IP,
+    /// resolving the cluster domain and forwarding the rest to the node's resolver.
+    #[serde(default, rename = "coreDNS")]
+    pub core_dns: AddonSpec,
+
+    /// kube-proxy: DaemonSet `kube-system/kube-proxy` (iptables mode) on every node.
+    #[serde(default)]
+    pub kube_proxy: AddonSpec,
+}
+
+/// One addon.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AddonSpec {
+    /// Whether the operator runs it (default true).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+impl Default for AddonSpec {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+// ---------------------------------------------------------------------------------------------
 // status
 // ---------------------------------------------------------------------------------------------
 
@@ -572,6 +614,19 @@ pub struct TenantControlPlaneStatus {
     /// Secret in this namespace holding an admin kubeconfig of the tenant (key `value`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubeconfig_secret_ref: Option<SecretReference>,
+
+    /// The tenant's worker nodes, as its API server lists them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<NodeCounts>,
+}
+
+/// How many nodes the tenant has.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct NodeCounts {
+    /// Nodes registered.
+    pub registered: u32,
+    /// Nodes whose Ready condition is True.
+    pub ready: u32,
 }
 
 /// Coarse lifecycle phase, for humans; automation reads the conditions. Provisioning: being

@@ -2,6 +2,7 @@
 //! client, no clock, no randomness: the same inputs give byte-identical objects, so applying them
 //! again changes nothing and restarts nothing.
 
+pub mod addons;
 pub mod apiserver;
 pub mod controllers;
 pub mod etcd;
@@ -32,9 +33,14 @@ const VERSIONS_ENV: &str = include_str!("../../../e2e/versions.env");
 
 /// The etcd image tag pinned in e2e/versions.env.
 pub fn etcd_image_tag() -> &'static str {
+    pinned("ETCD_IMAGE_TAG")
+}
+
+/// The value of `KEY=value` in e2e/versions.env (empty when missing; a unit test checks each).
+fn pinned(key: &str) -> &'static str {
     VERSIONS_ENV
         .lines()
-        .find_map(|l| l.strip_prefix("ETCD_IMAGE_TAG="))
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
         .and_then(|v| v.split_whitespace().next())
         .unwrap_or_default()
 }

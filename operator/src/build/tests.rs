@@ -613,3 +613,82 @@ mod node_bootstrap {
         assert_eq!(BootstrapToken::from_join_secret(&damaged), None);
     }
 }
+
+mod addons {
+    use super::super::addons::*;
+    use super::*;
+
+    #[test]
+    fn coredns_serves_the_dns_service_ip_without_root() {
+        let t = tenant(&json!({"version": "1.36.3", "network": {"clusterDomain": "tenant.local"}}));
+        let a = coredns(&t).unwrap();
+        let svc = &a.services[0];
+        assert_eq!(svc.metadata.name.as_deref(), Some(KUBE_DNS_SERVICE));
+        let spec = svc.spec.as_ref().unwrap();
+        assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.10"));
+        for port in spec.ports.as_ref().unwrap().iter().filter(|p| p.port == 53) {
+            assert_eq!(
+                port.target_port,
+                Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(COREDNS_PORT))
+            );
+        }
+        let corefile = &a.config_maps[0].data.as_ref().unwrap()["Corefile"];
+        assert!(corefile.starts_with(".:1053 {"), "{corefile}");
+        assert!(corefile.contains("kubernetes tenant.local in-addr.arpa"));
+        assert!(corefile.contains("forward . /etc/resolv.conf"));
+        let pod = a.deployments[0]
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .clone()
+            .unwrap();
+        assert_eq!(pod.dns_policy.as_deref(), Some("Default"));
+        let c = &pod.containers[0];
+        assert_eq!(
+            c.image.as_deref(),
+            Some("registry.k8s.io/coredns/coredns:v1.15.0")
+        );
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop.as_deref(),
+            Some(&["ALL".to_owned()][..])
+        );
+        assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(true));
+    }
+
+    #[test]
+    fn kube_proxy_reaches_the_api_server_at_the_endpoint_not_the_service() {
+        let t = tenant(&json!({"version": "1.35.4", "registry": "mirror.example/k8s"}));
+        let a = kube_proxy(&t).unwrap();
+        let data = a.config_maps[0].data.as_ref().unwrap();
+        let kubeconfig: serde_json::Value = serde_json::from_str(&data["kubeconfig.conf"]).unwrap();
+        assert_eq!(
+            kubeconfig["clusters"][0]["cluster"]["server"],
+            "https://10.86.0.50:6443"
+        );
+        let config: serde_json::Value = serde_json::from_str(&data["config.conf"]).unwrap();
+        assert_eq!(config["clusterCIDR"], "10.244.0.0/16");
+        assert_eq!(config["mode"], "iptables");
+        let ds = &a.daemon_sets[0];
+        let pod = ds.spec.as_ref().unwrap().template.spec.clone().unwrap();
+        assert_eq!(pod.host_network, Some(true));
+        assert_eq!(
+            pod.containers[0].image.as_deref(),
+            Some("mirror.example/k8s/kube-proxy:v1.35.4")
+        );
+        let binding = &a.cluster_role_bindings[0];
+        assert_eq!(binding.role_ref.name, "system:node-proxier");
+        let subject = &binding.subjects.as_ref().unwrap()[0];
+        assert_eq!(
+            (
+                subject.kind.as_str(),
+                subject.name.as_str(),
+                subject.namespace.as_deref()
+            ),
+            ("ServiceAccount", "kube-proxy", Some("kube-system"))
+        );
+    }
+}

@@ -2,6 +2,7 @@
 //! bootstrap → status. Pure decisions live in `build`, `pki` and `status`; this module is the
 //! edge that reads and writes.
 
+mod addons;
 mod apply;
 mod encryption;
 mod error;
@@ -14,7 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use hostplane_api::v1alpha1::{SecretReference, TenantControlPlane, TenantControlPlaneStatus};
+use hostplane_api::v1alpha1::{
+    NodeCounts, SecretReference, TenantControlPlane, TenantControlPlaneStatus,
+};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use k8s_openapi::jiff::Timestamp;
@@ -81,6 +84,10 @@ struct Observation {
     ready: bool,
     /// When something is due that no watch event announces (a bootstrap token rotation).
     due: Option<time::OffsetDateTime>,
+    /// The tenant's nodes, when the pass reached inside the tenant.
+    nodes: Option<NodeCounts>,
+    /// Nodes are registered but the addons do not run on them yet.
+    settling: bool,
 }
 
 #[instrument(skip_all, fields(tcp = %tcp.name_any(), ns = tcp.namespace().unwrap_or_default()))]
@@ -92,6 +99,8 @@ async fn reconcile(tcp: Arc<TenantControlPlane>, ctx: Arc<Context>) -> Result<Ac
                 conditions: o.conditions.clone(),
                 ready: o.ready,
                 due: o.due,
+                nodes: o.nodes.clone(),
+                settling: o.settling,
             },
             Some(endpoint.clone()),
         ),
@@ -100,6 +109,8 @@ async fn reconcile(tcp: Arc<TenantControlPlane>, ctx: Arc<Context>) -> Result<Ac
                 conditions: vec![Observed::new(READY, false, e.reason(), e.to_string())],
                 ready: false,
                 due: None,
+                nodes: None,
+                settling: false,
             },
             tcp.status.as_ref().and_then(|s| s.endpoint.clone()),
         ),
@@ -117,7 +128,10 @@ async fn reconcile(tcp: Arc<TenantControlPlane>, ctx: Arc<Context>) -> Result<Ac
             let secs = (due - time::OffsetDateTime::now_utc()).whole_seconds();
             Duration::from_secs(u64::try_from(secs).unwrap_or(0).max(1))
         });
-        Action::requeue(Duration::from_secs(600).min(until_due))
+        // Nodes joining (registered, addons not running yet): look again soon, since nothing
+        // in the seed announces a change inside the tenant.
+        let period = if o.settling { 60 } else { 600 };
+        Action::requeue(Duration::from_secs(period).min(until_due))
     } else {
         Action::requeue(Duration::from_secs(5))
     })
@@ -167,15 +181,9 @@ async fn provision(
     Ok((observation, tenant.endpoint_url()))
 }
 
-/// Reads what the children report and asks the tenant itself whether it is ready.
-async fn observe(
-    client: &Client,
-    tenant: &Tenant,
-    pki_state: &pki::PkiState,
-    workloads: &Workloads,
-    probe_url: &str,
-) -> Result<Observation, Error> {
-    let mut conditions = vec![Observed::new(
+/// PKIReady: what this pass issued, if anything.
+fn pki_condition(pki_state: &pki::PkiState) -> Observed {
+    Observed::new(
         PKI_READY,
         true,
         "Issued",
@@ -192,7 +200,18 @@ async fn observe(
                     .join(", ")
             )
         },
-    )];
+    )
+}
+
+/// Reads what the children report and asks the tenant itself whether it is ready.
+async fn observe(
+    client: &Client,
+    tenant: &Tenant,
+    pki_state: &pki::PkiState,
+    workloads: &Workloads,
+    probe_url: &str,
+) -> Result<Observation, Error> {
+    let mut conditions = vec![pki_condition(pki_state)];
     let etcd = rollout::etcd_state(&workloads.etcd);
     conditions.push(Observed::new(
         ETCD_READY,
@@ -228,13 +247,17 @@ async fn observe(
     ));
 
     // Ready means the tenant answers /readyz through its Service, not only that pods run.
-    let (api_ready, due) = if apiserver.ready {
+    let inside = if apiserver.ready {
         tenant_ready_and_bootstrapped(client, tenant, &pki_state.pki, probe_url).await?
     } else {
-        (Err(apiserver.message.clone()), None)
+        TenantSide {
+            ready: Err(apiserver.message.clone()),
+            due: None,
+            addons: None,
+        }
     };
-    let api_ok = api_ready.is_ok();
-    conditions.push(match api_ready {
+    let api_ok = inside.ready.is_ok();
+    conditions.push(match inside.ready {
         Ok(()) => Observed::new(
             API_SERVER_READY,
             true,
@@ -264,10 +287,19 @@ async fn observe(
             format!("waiting for {}", waiting.join(", ")),
         )
     });
+    // Addons are reported, not awaited: a control plane is Ready before it has a node.
+    let mut settling = false;
+    let nodes = inside.addons.map(|a| {
+        settling = a.nodes.registered > 0 && !a.condition.status;
+        conditions.push(a.condition);
+        a.nodes
+    });
     Ok(Observation {
         conditions,
         ready,
-        due,
+        due: inside.due,
+        nodes,
+        settling,
     })
 }
 
@@ -285,28 +317,45 @@ impl Workloads {
     }
 }
 
-/// Applies every child, in rollout order (see [`rollout`]): the API server only once etcd has a
-/// majority ready, the controllers only once an API server is available. Skipping an apply
-/// removes nothing: a running component keeps running, its update waits.
+/// What the pass inside the tenant found.
+struct TenantSide {
+    /// Whether `/readyz` answers, or why not.
+    ready: Result<(), String>,
+    /// When a bootstrap token rotation is due.
+    due: Option<time::OffsetDateTime>,
+    addons: Option<addons::AddonsState>,
+}
+
 /// Asks the tenant's `/readyz` through its Service; once it answers, applies what the tenant
-/// needs inside (the admins' binding, node bootstrap). Returns the readiness (or why not) and
-/// when a bootstrap token rotation is due.
+/// needs inside (the admins' binding, node bootstrap, addons).
 async fn tenant_ready_and_bootstrapped(
     client: &Client,
     tenant: &Tenant,
     pki: &crate::pki::Pki,
     probe_url: &str,
-) -> Result<(Result<(), String>, Option<time::OffsetDateTime>), Error> {
+) -> Result<TenantSide, Error> {
     let kubeconfig = super_admin_kubeconfig(client, tenant).await?;
     let tenant_client = tenant_api::client(&kubeconfig, probe_url).await?;
     if let Err(why) = tenant_api::ready(&tenant_client).await {
-        return Ok((Err(why), None));
+        return Ok(TenantSide {
+            ready: Err(why),
+            due: None,
+            addons: None,
+        });
     }
     tenant_api::bootstrap(&tenant_client).await?;
     let due = node_join::ensure(client, &tenant_client, tenant, pki).await?;
-    Ok((Ok(()), Some(due)))
+    let addons = addons::ensure(&tenant_client, tenant).await?;
+    Ok(TenantSide {
+        ready: Ok(()),
+        due: Some(due),
+        addons: Some(addons),
+    })
 }
 
+/// Applies every child, in rollout order (see [`rollout`]): the API server only once etcd has a
+/// majority ready, the controllers only once an API server is available. Skipping an apply
+/// removes nothing: a running component keeps running, its update waits.
 async fn apply_children(
     client: &Client,
     tenant: &Tenant,
@@ -474,6 +523,11 @@ async fn write_status(
         kubeconfig_secret_ref: Some(SecretReference {
             name: format!("{}-kubeconfig", tcp.name_any()),
         }),
+        // Kept from before when this pass did not reach inside the tenant.
+        nodes: observation
+            .nodes
+            .clone()
+            .or_else(|| old.and_then(|s| s.nodes.clone())),
     };
     if !status::needs_write(old, &new) {
         return Ok(());

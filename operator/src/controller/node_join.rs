@@ -2,20 +2,16 @@
 //! a new one when a third of its life is left), and applies the token and kubeadm's bootstrap
 //! objects inside the tenant (re-created if someone deletes them).
 
-use std::fmt::Debug;
-
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use kube::api::{Api, Patch, PatchParams};
-use kube::core::{ClusterResourceScope, NamespaceResourceScope};
-use kube::{Client, Resource, ResourceExt as _};
+use kube::Client;
+use kube::api::Api;
 use ring::rand::{SecureRandom as _, SystemRandom};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
-use super::apply::{FIELD_MANAGER, apply};
+use super::apply::apply;
 use super::error::Error;
+use super::tenant_api::{apply_cluster, apply_namespaced};
 use crate::build::Tenant;
 use crate::build::node_bootstrap::{self, BootstrapToken, JOIN_SUFFIX, TenantObjects};
 use crate::pki::Pki;
@@ -111,52 +107,6 @@ async fn apply_in_tenant(client: &Client, objects: TenantObjects) -> Result<(), 
     for o in &secrets {
         apply_namespaced::<Secret>(client, o).await?;
     }
-    Ok(())
-}
-
-fn tenant_error<K: Resource<DynamicType = ()>>(name: &str) -> impl FnOnce(kube::Error) -> Error {
-    let what = format!("applying {} {name} in the tenant", K::kind(&()));
-    move |e| Error::Tenant(format!("{what}: {e}"))
-}
-
-async fn apply_namespaced<K>(client: &Client, obj: &K) -> Result<(), Error>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + Debug
-        + Serialize
-        + DeserializeOwned,
-{
-    let name = obj.name_any();
-    let ns = obj.namespace().unwrap_or_default();
-    Api::<K>::namespaced(client.clone(), &ns)
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(obj),
-        )
-        .await
-        .map_err(tenant_error::<K>(&name))?;
-    Ok(())
-}
-
-async fn apply_cluster<K>(client: &Client, obj: &K) -> Result<(), Error>
-where
-    K: Resource<Scope = ClusterResourceScope, DynamicType = ()>
-        + Clone
-        + Debug
-        + Serialize
-        + DeserializeOwned,
-{
-    let name = obj.name_any();
-    Api::<K>::all(client.clone())
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(obj),
-        )
-        .await
-        .map_err(tenant_error::<K>(&name))?;
     Ok(())
 }
 

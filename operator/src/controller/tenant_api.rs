@@ -1,12 +1,17 @@
 //! Talking to the tenant's own API server, as the super-admin only the operator holds: its
 //! `/readyz`, and the few objects a fresh tenant needs before its admin kubeconfig works.
 
+use std::fmt::Debug;
 use std::time::Duration;
 
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::{ClusterResourceScope, NamespaceResourceScope};
 use kube::{Client, Config};
+use kube::{Resource, ResourceExt as _};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::apply::FIELD_MANAGER;
 use super::error::Error;
@@ -65,4 +70,84 @@ pub async fn bootstrap(client: &Client) -> Result<(), Error> {
             ))
         })?;
     Ok(())
+}
+
+fn tenant_error<K: Resource<DynamicType = ()>>(name: &str) -> impl FnOnce(kube::Error) -> Error {
+    let what = format!("applying {} {name} in the tenant", K::kind(&()));
+    move |e| Error::Tenant(format!("{what}: {e}"))
+}
+
+/// Server-side apply of a namespaced object inside the tenant; returns it as applied. (The
+/// seed's apply, with the failure named as the tenant's.)
+pub async fn apply_namespaced<K>(client: &Client, obj: &K) -> Result<K, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    super::apply::apply(client, obj)
+        .await
+        .map_err(|e| Error::Tenant(format!("in the tenant: {e}")))
+}
+
+/// Server-side apply of a cluster-scoped object inside the tenant.
+pub async fn apply_cluster<K>(client: &Client, obj: &K) -> Result<(), Error>
+where
+    K: Resource<Scope = ClusterResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let name = obj.name_any();
+    Api::<K>::all(client.clone())
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(obj),
+        )
+        .await
+        .map_err(tenant_error::<K>(&name))?;
+    Ok(())
+}
+
+/// Deletes a namespaced object inside the tenant; one that is gone already is fine.
+pub async fn delete_namespaced<K>(client: &Client, ns: &str, name: &str) -> Result<(), Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
+    match Api::<K>::namespaced(client.clone(), ns)
+        .delete(name, &DeleteParams::background())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(Error::Tenant(format!(
+            "deleting {} {ns}/{name} in the tenant: {e}",
+            K::kind(&())
+        ))),
+    }
+}
+
+/// Deletes a cluster-scoped object inside the tenant; one that is gone already is fine.
+pub async fn delete_cluster<K>(client: &Client, name: &str) -> Result<(), Error>
+where
+    K: Resource<Scope = ClusterResourceScope, DynamicType = ()> + Clone + Debug + DeserializeOwned,
+{
+    match Api::<K>::all(client.clone())
+        .delete(name, &DeleteParams::background())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(Error::Tenant(format!(
+            "deleting {} {name} in the tenant: {e}",
+            K::kind(&())
+        ))),
+    }
 }

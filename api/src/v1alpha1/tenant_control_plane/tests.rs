@@ -164,6 +164,7 @@ fn default_spec() -> TenantControlPlaneSpec {
         nodes: NodesSpec {
             bootstrap_token_ttl: "24h".into(),
         },
+        addons: AddonsSpec::default(),
         registry: None,
     }
 }
@@ -262,6 +263,10 @@ fn full_spec() -> TenantControlPlaneSpec {
         },
         nodes: NodesSpec {
             bootstrap_token_ttl: "90m".into(),
+        },
+        addons: AddonsSpec {
+            core_dns: AddonSpec { enabled: true },
+            kube_proxy: AddonSpec { enabled: false },
         },
         registry: Some("registry.example.com/mirror".into()),
     }
