@@ -388,8 +388,10 @@ async fn assert_tls_bootstrap(scratch: &Scratch, bootstrap: &str, cluster: &Valu
     Ok(())
 }
 
-/// A deleted (revoked) token is refused, and the operator puts it back once the TCP is
-/// reconciled; an expired token is refused.
+/// The operator puts back a join token deleted in the tenant once the TCP is reconciled; a
+/// revoked (deleted) token is refused; an expired token is refused. Revocation is shown with a
+/// token of the test's own: the operator's comes back at any reconcile (another test restarts
+/// the operator), which is the point of the first check.
 async fn assert_bad_tokens_refused(
     scratch: &Scratch,
     tcp: &Tcp<'_>,
@@ -402,49 +404,314 @@ async fn assert_bad_tokens_refused(
     kubectl_as(admin, &["-n", "kube-system", "delete", "secret", &secret])
         .await?
         .ok()
-        .context("revoking the join token")?;
-    wait_refused("the revoked join token is refused", bootstrap).await?;
-    tcp.touch("token-revoked").await?;
+        .context("deleting the join token in the tenant")?;
+    tcp.touch("token-deleted").await?;
     poll_until(
-        "the operator restores the join token",
+        "the operator puts the join token back",
         Duration::from_secs(90),
         || async {
-            Ok(match whoami(bootstrap).await? {
+            let present = kubectl_as(admin, &["-n", "kube-system", "get", "secret", &secret])
+                .await?
+                .success();
+            Ok(match (present, whoami(bootstrap).await?) {
+                (true, Ok(user)) => Attempt::Done(user),
+                (present, other) => Attempt::NotYet(format!("present={present} {other:?}")),
+            })
+        },
+    )
+    .await?;
+
+    // Tokens of the test's own, stored in the tenant as kubeadm stores them.
+    let token = |id: &str, expiration: &str| {
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": format!("bootstrap-token-{id}"), "namespace": "kube-system"},
+            "type": "bootstrap.kubernetes.io/token",
+            "stringData": {
+                "token-id": id, "token-secret": "0123456789abcdef", "expiration": expiration,
+                "usage-bootstrap-authentication": "true",
+                "auth-extra-groups": "system:bootstrappers:kubeadm:default-node-token",
+            },
+        })
+        .to_string()
+    };
+    let user_of = |id: &str| {
+        kubeconfig_with_user(cluster, &json!({"token": format!("{id}.0123456789abcdef")}))
+    };
+    for (id, expiration) in [
+        ("rev123", "2099-01-01T00:00:00Z"),
+        ("exp123", "2020-01-01T00:00:00Z"),
+    ] {
+        let file = scratch.write(&format!("token-{id}"), &token(id, expiration))?;
+        kubectl_as(admin, &["create", "-f", &file])
+            .await?
+            .ok()
+            .with_context(|| format!("creating token {id}"))?;
+    }
+    let revoked = scratch.write("revoked", &user_of("rev123"))?;
+    poll_until(
+        "a new token authenticates",
+        Duration::from_secs(30),
+        || async {
+            Ok(match whoami(&revoked).await? {
                 Ok(user) => Attempt::Done(user),
                 Err(e) => Attempt::NotYet(e),
             })
         },
     )
     .await?;
+    kubectl_as(
+        admin,
+        &[
+            "-n",
+            "kube-system",
+            "delete",
+            "secret",
+            "bootstrap-token-rev123",
+        ],
+    )
+    .await?
+    .ok()
+    .context("revoking token rev123")?;
+    wait_refused("the revoked token is refused", &revoked).await?;
 
-    // An expired token of the right shape, stored in the tenant as kubeadm would.
-    let id = "exp123";
-    let expired = json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": format!("bootstrap-token-{id}"), "namespace": "kube-system"},
-        "type": "bootstrap.kubernetes.io/token",
-        "stringData": {
-            "token-id": id, "token-secret": "0123456789abcdef",
-            "expiration": "2020-01-01T00:00:00Z",
-            "usage-bootstrap-authentication": "true",
-            "auth-extra-groups": "system:bootstrappers:kubeadm:default-node-token",
-        },
-    });
-    let file = scratch.write("expired-token", &expired.to_string())?;
-    kubectl_as(admin, &["create", "-f", &file])
-        .await?
-        .ok()
-        .context("creating an expired token")?;
-    let expired_kubeconfig = scratch.write(
-        "expired",
-        &kubeconfig_with_user(cluster, &json!({"token": format!("{id}.0123456789abcdef")})),
-    )?;
-    let result = whoami(&expired_kubeconfig).await?;
+    let expired = scratch.write("expired", &user_of("exp123"))?;
+    let result = whoami(&expired).await?;
     ensure!(
         result
             .as_ref()
             .is_err_and(|e| e.contains("Unauthorized") || e.contains("401")),
         "an expired bootstrap token was not refused as Unauthorized: {result:?}"
+    );
+    Ok(())
+}
+
+/// `e2e/seed/seed` of this checkout.
+const SEED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/seed/seed");
+
+/// Polls `kubectl_as(kubeconfig, args)` until its stdout satisfies `done`; returns the stdout.
+async fn poll_kubectl(
+    what: &str,
+    timeout: Duration,
+    kubeconfig: &str,
+    args: &[&str],
+    done: impl Fn(&str) -> bool,
+) -> Result<String> {
+    poll_until(what, timeout, || async {
+        let out = kubectl_as(kubeconfig, args).await?;
+        Ok(if out.success() && done(out.stdout.trim()) {
+            Attempt::Done(out.stdout.trim().to_owned())
+        } else {
+            Attempt::NotYet(format!("{} {}", out.stdout.trim(), out.stderr.trim()))
+        })
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_worker_joins_with_the_join_secret_and_runs_pods() -> Result<()> {
+    if !std::env::var("E2E_LOCAL_SEED").is_ok_and(|v| v == "1") {
+        return hostplane_e2e::skip(
+            "a_worker_joins_with_the_join_secret_and_runs_pods",
+            "adds a worker node with `e2e/seed/seed node add`, which only the local seed has \
+             (E2E_LOCAL_SEED=1)",
+        );
+    }
+    install_crds().await?;
+    let env = TestEnv::new("tcp-worker").await?;
+    let version = env
+        .config
+        .kubernetes_version
+        .trim_start_matches('v')
+        .to_owned();
+    let tcp = Tcp::apply(&env, "w1", &version).await?;
+    tcp.wait_ready().await?;
+    let scratch = Scratch::new()?;
+    let admin = scratch.write("admin", &tcp.kubeconfig().await?)?;
+
+    // A node in its own network namespace with its own containerd and kubelet, given nothing
+    // but the join Secret's bootstrap kubeconfig.
+    let node = format!("e2e{}", &random_token()[4..10]);
+    let join = format!("w1-join@{}", env.namespace());
+    let added = hostplane_e2e::run_command(SEED, &["node", "add", &node, "--join", &join]).await;
+    let result = worker_checks(&env, &tcp, &admin, &node).await;
+    let removed = hostplane_e2e::run_command(SEED, &["node", "rm", &node]).await;
+    added?.ok().context("seed node add")?;
+    result?;
+    removed?.ok().context("seed node rm")?;
+    let netns = hostplane_e2e::run_command("ip", &["netns", "list"])
+        .await?
+        .ok()?;
+    ensure!(
+        !netns.stdout.contains(&format!("hpn-{node}")),
+        "seed node rm left the network namespace hpn-{node}"
+    );
+    Ok(())
+}
+
+async fn worker_checks(env: &TestEnv, tcp: &Tcp<'_>, admin: &str, node: &str) -> Result<()> {
+    let ready = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}";
+    poll_kubectl(
+        "the worker's Node is Ready in the tenant",
+        Duration::from_secs(120),
+        admin,
+        &["get", "node", node, "-o", ready],
+        |s| s == "True",
+    )
+    .await?;
+    // Its client certificate came by TLS bootstrap, requested with the token, approved by the
+    // tenant; the kubelet now uses the certificate it rotates.
+    let csrs = kubectl_as(
+        admin,
+        &[
+            "get",
+            "csr",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.username} {.status.conditions[*].type}{\"\\n\"}{end}",
+        ],
+    )
+    .await?
+    .ok()?;
+    ensure!(
+        csrs.stdout
+            .lines()
+            .any(|l| l.starts_with("system:bootstrap:") && l.ends_with("Approved")),
+        "no CSR from the bootstrap token was approved:\n{}",
+        csrs.stdout
+    );
+    let rotated = Path::new(
+        &std::env::var("HOSTPLANE_SEED_DIR")
+            .unwrap_or_else(|_| "/var/lib/hostplane-seed".to_owned()),
+    )
+    .join("nodes")
+    .join(node)
+    .join("pki/kubelet-client-current.pem");
+    ensure!(
+        rotated.exists(),
+        "the kubelet has no rotated client certificate at {}",
+        rotated.display()
+    );
+
+    // The TCP counts it; the addons run on it.
+    poll_until(
+        "tcp/w1 reports one Ready node and AddonsReady",
+        Duration::from_secs(180),
+        || async {
+            let out = env
+                .kubectl(&[
+                    "get",
+                    "tcp",
+                    "w1",
+                    "-o",
+                    "jsonpath={.status.nodes.ready} {.status.conditions[?(@.type==\"AddonsReady\")].status}",
+                ])
+                .await?;
+            let _ = tcp.touch("worker-ready").await; // the operator is told of no tenant event
+            Ok(if out.stdout.trim() == "1 True" {
+                Attempt::Done(())
+            } else {
+                Attempt::NotYet(out.stdout.trim().to_owned())
+            })
+        },
+    )
+    .await?;
+    pods_on_the_worker(admin).await
+}
+
+/// A pod from an imported image runs on the worker; from it, the API answers through the
+/// `kubernetes` Service with its service-account token, names resolve through CoreDNS, a
+/// ClusterIP Service reaches another pod; `kubectl logs` and `exec` work through the tenant API.
+async fn pods_on_the_worker(admin: &str) -> Result<()> {
+    let image = "hostplane.dev/e2e/test-client:dev";
+    for (pod, cmd) in [("server", "serve"), ("client", "sleep")] {
+        kubectl_as(
+            admin,
+            &[
+                "run",
+                pod,
+                "--image",
+                image,
+                "--image-pull-policy=Never",
+                "--command",
+                "--",
+                "/usr/local/bin/test-client",
+                cmd,
+            ],
+        )
+        .await?
+        .ok()?;
+    }
+    kubectl_as(
+        admin,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "pod/server",
+            "pod/client",
+            "--timeout=50s",
+        ],
+    )
+    .await?
+    .ok()
+    .context("the test pods did not become Ready on the worker")?;
+    let exec = |args: Vec<&'static str>| {
+        let mut all = vec!["exec", "client", "--", "/usr/local/bin/test-client"];
+        all.extend(args);
+        async move { kubectl_as(admin, &all).await?.ok() }
+    };
+    let lookup = exec(vec!["lookup", "kubernetes.default.svc.cluster.local"]).await?;
+    ensure!(
+        lookup.stdout.trim() == "10.96.0.1",
+        "kubernetes.default.svc.cluster.local resolved to {:?}",
+        lookup.stdout.trim()
+    );
+    let version = exec(vec![
+        "get",
+        "https://kubernetes.default.svc.cluster.local/version",
+        "--ca",
+        "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+        "--bearer-token-file",
+        "/var/run/secrets/kubernetes.io/serviceaccount/token",
+    ])
+    .await?;
+    ensure!(
+        version.stdout.contains("\"gitVersion\""),
+        "the tenant API through the Service: {}",
+        version.stdout
+    );
+    kubectl_as(
+        admin,
+        &[
+            "expose",
+            "pod",
+            "server",
+            "--port",
+            "80",
+            "--target-port",
+            "8080",
+            "--name",
+            "web",
+        ],
+    )
+    .await?
+    .ok()?;
+    let body = exec(vec![
+        "get",
+        "http://web.default.svc.cluster.local/",
+        "--retry-for",
+        "30s",
+    ])
+    .await?;
+    ensure!(
+        body.stdout.contains("server"),
+        "the ClusterIP Service answered {:?}",
+        body.stdout
+    );
+    let logs = kubectl_as(admin, &["logs", "server"]).await?.ok()?;
+    ensure!(
+        logs.stdout.contains("serving on"),
+        "kubectl logs of the pod: {:?}",
+        logs.stdout
     );
     Ok(())
 }
