@@ -175,7 +175,71 @@ async fn a_node_bootstraps_with_the_join_secret_only() -> Result<()> {
 
     assert_discovery(&server, &ca, token_id, &endpoint, &token, &pin).await?;
     assert_tls_bootstrap(&scratch, &bootstrap, &cluster).await?;
-    assert_bad_tokens_refused(&scratch, &tcp, &admin, &bootstrap, &cluster, token_id).await
+    assert_bad_tokens_refused(&scratch, &tcp, &admin, &bootstrap, &cluster, token_id).await?;
+    assert_token_rotates_before_expiry(&env, &scratch, &tcp, &token, &bootstrap).await
+}
+
+/// A token with less than a third of its life left is replaced: the join Secret gets a new one
+/// the tenant accepts, and the old one stays valid until it expires. (The age is simulated by
+/// moving the Secret's recorded expiration close; the tenant's copy keeps its real one.)
+async fn assert_token_rotates_before_expiry(
+    env: &TestEnv,
+    scratch: &Scratch,
+    tcp: &Tcp<'_>,
+    old_token: &str,
+    old_bootstrap: &str,
+) -> Result<()> {
+    let soon = time_in(120)?;
+    let patch = json!({"stringData": {"expiration": soon}}).to_string();
+    env.kubectl(&[
+        "patch", "secret", "j1-join", "--type", "merge", "-p", &patch,
+    ])
+    .await?
+    .ok()
+    .context("moving the join token's recorded expiration close")?;
+    tcp.touch("token-aged").await?;
+    let new_token = poll_until(
+        "the operator mints a new join token",
+        Duration::from_secs(60),
+        || async {
+            let join = env.api::<Secret>().get("j1-join").await?;
+            let token = join_data(&join, "token")?;
+            Ok(if token == old_token {
+                Attempt::NotYet("the same token".into())
+            } else {
+                Attempt::Done(join)
+            })
+        },
+    )
+    .await?;
+    let new_bootstrap = scratch.write(
+        "bootstrap-new",
+        &join_data(&new_token, "bootstrap-kubeconfig")?,
+    )?;
+    poll_until(
+        "the new token authenticates",
+        Duration::from_secs(30),
+        || async {
+            Ok(match whoami(&new_bootstrap).await? {
+                Ok(user) => Attempt::Done(user),
+                Err(e) => Attempt::NotYet(e),
+            })
+        },
+    )
+    .await?;
+    let old = whoami(old_bootstrap).await?;
+    ensure!(
+        old.is_ok(),
+        "the old token stopped working before its expiry: {old:?}"
+    );
+    Ok(())
+}
+
+/// RFC 3339 time `seconds` from now.
+fn time_in(seconds: i64) -> Result<String> {
+    (time::OffsetDateTime::now_utc() + time::Duration::seconds(seconds))
+        .format(&time::format_description::well_known::Rfc3339)
+        .context("formatting a time")
 }
 
 /// cluster-info is readable anonymously and signed for the token (by the tenant's
@@ -615,7 +679,38 @@ async fn worker_checks(env: &TestEnv, tcp: &Tcp<'_>, admin: &str, node: &str) ->
         },
     )
     .await?;
-    pods_on_the_worker(admin).await
+    pods_on_the_worker(admin).await?;
+
+    // An addon switched off is removed from the tenant.
+    env.kubectl(&[
+        "patch",
+        "tcp",
+        "w1",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"addons":{"coreDNS":{"enabled":false}}}}"#,
+    ])
+    .await?
+    .ok()?;
+    poll_kubectl(
+        "CoreDNS is removed from the tenant",
+        Duration::from_secs(60),
+        admin,
+        &[
+            "-n",
+            "kube-system",
+            "get",
+            "deploy,svc,cm",
+            "-l",
+            "k8s-app=kube-dns",
+            "-o",
+            "name",
+        ],
+        str::is_empty,
+    )
+    .await?;
+    Ok(())
 }
 
 /// A pod from an imported image runs on the worker; from it, the API answers through the

@@ -777,6 +777,7 @@ fn crd_names_scope_columns_and_subresources() {
             ("Phase", ".status.phase"),
             ("Ready", r#".status.conditions[?(@.type=="Ready")].status"#),
             ("Endpoint", ".status.endpoint"),
+            ("Nodes", ".status.nodes.ready"),
             ("Age", ".metadata.creationTimestamp"),
         ]
     );
