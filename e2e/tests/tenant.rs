@@ -212,6 +212,13 @@ async fn minimal_tcp_becomes_ready_and_its_kubeconfig_works() -> Result<()> {
     assert_data_survives_etcd_pod_deletion(&env, &tenant, &tcp.name, &ns, &plaintext).await?;
     assert_credentials_refused_by_the_other(&kubeconfig, &other.kubeconfig().await?).await?;
     assert_credentials_refused_by_the_other(&other.kubeconfig().await?, &kubeconfig).await?;
+    match std::env::var("E2E_OPERATOR_METRICS_URL") {
+        Ok(base) => assert_operator_metrics(&base, &tcp).await?,
+        Err(_) => hostplane_e2e::skip(
+            "minimal_tcp_becomes_ready_and_its_kubeconfig_works (its metrics part)",
+            "E2E_OPERATOR_METRICS_URL is not set: the operator's endpoints are not reachable",
+        )?,
+    }
 
     // Deleting the TCP removes everything it created (owner references; PVCs by the
     // StatefulSet's retention policy).
@@ -509,6 +516,64 @@ async fn assert_lost_ca_is_reported_not_replaced(
         "the CA changed after the restore"
     );
     Ok(())
+}
+
+/// The value of the sample `name` (the whole series, labels included) in a metrics text.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The operator's endpoints: healthy, ready, and metrics that count reconciles and report this
+/// tenant's phase and certificate expiry (its leaves live a year).
+async fn assert_operator_metrics(base: &str, tcp: &Tcp<'_>) -> Result<()> {
+    let http = hostplane_e2e::http_client()?;
+    for path in ["/healthz", "/readyz"] {
+        let status = http.get(format!("{base}{path}")).send().await?.status();
+        ensure!(status.is_success(), "GET {base}{path} answered {status}");
+    }
+    let scrape = || async {
+        http.get(format!("{base}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await
+            .context("reading /metrics")
+    };
+    let text = scrape().await?;
+    let reconciles = sample(&text, "hostplane_reconciles_total")
+        .with_context(|| format!("no hostplane_reconciles_total in:\n{text}"))?;
+    let ready = sample(&text, r#"hostplane_tenantcontrolplanes{phase="Ready"}"#).unwrap_or(0.0);
+    ensure!(ready >= 1.0, "no Ready TenantControlPlane counted:\n{text}");
+    let expiry = sample(
+        &text,
+        &format!(
+            r#"hostplane_tenant_certificate_expiry_seconds{{namespace="{}",name="{}"}}"#,
+            tcp.env.namespace(),
+            tcp.name
+        ),
+    )
+    .with_context(|| format!("no certificate expiry for tcp/{}:\n{text}", tcp.name))?;
+    let days = expiry / 86_400.0;
+    ensure!(
+        (360.0..=366.0).contains(&days),
+        "tcp/{}'s first certificate expires in {days:.1} days, want about 365",
+        tcp.name
+    );
+    tcp.touch("metrics").await?;
+    poll_until(
+        "hostplane_reconciles_total grows after a change",
+        Duration::from_secs(30),
+        || async {
+            let now = sample(&scrape().await?, "hostplane_reconciles_total").unwrap_or(0.0);
+            Ok(if now > reconciles {
+                Attempt::Done(())
+            } else {
+                Attempt::NotYet(format!("{now} <= {reconciles}"))
+            })
+        },
+    )
+    .await
 }
 
 /// Lines of the operator's log (`E2E_OPERATOR_LOG`) that mention `namespace`.

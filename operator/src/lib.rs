@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod controller;
+pub mod metrics;
 pub mod pki;
 pub mod rollout;
 pub mod status;

@@ -2,7 +2,9 @@
 //! through `$KUBECONFIG` or its in-cluster ServiceAccount.
 //!
 //! Settings (environment): `RUST_LOG` (default info), `HOSTPLANE_SEED_CLUSTER_DOMAIN` (default
-//! cluster.local), `HOSTPLANE_CONCURRENCY` (TenantControlPlanes reconciled at once, default 16).
+//! cluster.local), `HOSTPLANE_CONCURRENCY` (TenantControlPlanes reconciled at once, default 16),
+//! `HOSTPLANE_METRICS_ADDR` (where `/metrics`, `/healthz` and `/readyz` are served, default
+//! 0.0.0.0:8080; `off` serves none).
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
@@ -57,7 +59,19 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    hostplane_operator::controller::run(client, settings).await;
+    let addr = std::env::var("HOSTPLANE_METRICS_ADDR").unwrap_or_else(|_| "0.0.0.0:8080".into());
+    let endpoints = if addr == "off" {
+        None
+    } else {
+        match tokio::net::TcpListener::bind(&addr).await {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                tracing::error!(error = %e, %addr, "cannot serve the metrics and health endpoints (HOSTPLANE_METRICS_ADDR)");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    hostplane_operator::controller::run(client, settings, endpoints).await;
     tracing::info!("hostplane-operator stopped");
     ExitCode::SUCCESS
 }

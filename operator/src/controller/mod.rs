@@ -11,6 +11,7 @@ mod pki;
 mod tenant_api;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ use tracing::{info, instrument, warn};
 
 pub use self::error::Error;
 use crate::build::{self, Endpoint, Tenant};
+use crate::metrics::Metrics;
 use crate::rollout;
 use crate::status::{
     self, API_SERVER_READY, CONTROLLERS_READY, ETCD_READY, Observed, PKI_READY, READY,
@@ -51,19 +53,53 @@ struct Context {
     settings: Settings,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<TenantControlPlane>, u32>>,
+    metrics: Metrics,
 }
 
-/// Runs the controller until SIGTERM/SIGINT.
-pub async fn run(client: Client, settings: Settings) {
+/// Runs the controller until SIGTERM/SIGINT; serves `/metrics`, `/healthz` and `/readyz` on
+/// `endpoints` when given.
+pub async fn run(client: Client, settings: Settings, endpoints: Option<tokio::net::TcpListener>) {
     let tcps: Api<TenantControlPlane> = Api::all(client.clone());
+    let controller = Controller::new(tcps, watcher::Config::default());
+    let store = controller.store();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = Metrics::new(&mut registry, store.clone());
+    if let Some(listener) = endpoints {
+        let ready = Arc::new(AtomicBool::new(false));
+        let synced = ready.clone();
+        tokio::spawn(async move {
+            // Polled again each second: kube-runtime's ready signal wakes only the last of
+            // several waiters (the controller itself waits on it too).
+            loop {
+                match tokio::time::timeout(Duration::from_secs(1), store.wait_until_ready()).await {
+                    Err(_) => {}
+                    Ok(Ok(())) => {
+                        info!("the TenantControlPlane cache has synced");
+                        synced.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                    Ok(Err(e)) => {
+                        warn!(error = %e, "the TenantControlPlane cache will not sync");
+                        break;
+                    }
+                }
+            }
+        });
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(listener, registry, ready).await {
+                warn!(error = %e, "the metrics and health endpoints stopped");
+            }
+        });
+    }
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), Reporter::from("hostplane-operator")),
         client: client.clone(),
         settings: settings.clone(),
         failures: Mutex::default(),
+        metrics,
     });
     let children = watcher::Config::default().labels("app.kubernetes.io/managed-by=hostplane");
-    Controller::new(tcps, watcher::Config::default())
+    controller
         .owns(Api::<StatefulSet>::all(client.clone()), children.clone())
         .owns(Api::<Deployment>::all(client.clone()), children.clone())
         .owns(Api::<Service>::all(client.clone()), children)
@@ -92,7 +128,15 @@ struct Observation {
 
 #[instrument(skip_all, fields(tcp = %tcp.name_any(), ns = tcp.namespace().unwrap_or_default()))]
 async fn reconcile(tcp: Arc<TenantControlPlane>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let result = provision(&tcp, &ctx).await;
+    let start = std::time::Instant::now();
+    let result = reconcile_once(&tcp, &ctx).await;
+    ctx.metrics
+        .reconciled(start.elapsed(), result.as_ref().err().map(Error::reason));
+    result
+}
+
+async fn reconcile_once(tcp: &Arc<TenantControlPlane>, ctx: &Context) -> Result<Action, Error> {
+    let result = provision(tcp, ctx).await;
     let (observation, endpoint) = match &result {
         Ok((o, endpoint)) => (
             Observation {
@@ -116,7 +160,7 @@ async fn reconcile(tcp: Arc<TenantControlPlane>, ctx: Arc<Context>) -> Result<Ac
         ),
     };
     let failed = result.as_ref().err().is_some_and(Error::is_permanent);
-    write_status(&tcp, &ctx, &observation, endpoint, failed).await?;
+    write_status(tcp, ctx, &observation, endpoint, failed).await?;
     let (o, _) = result?;
     if let Ok(mut failures) = ctx.failures.lock() {
         failures.remove(&ObjectRef::from(tcp.as_ref()));
@@ -173,6 +217,14 @@ async fn provision(
     let mut inputs = tenant.pki_inputs();
     inputs.extra_sans.push(cluster_ip.clone());
     let pki_state = pki::ensure(client, &tenant, &inputs).await?;
+    if let Some(first) = crate::pki::Item::ALL
+        .iter()
+        .filter_map(|i| pki_state.pki.cert(*i))
+        .map(crate::pki::CertKeyPair::not_after)
+        .min()
+    {
+        ctx.metrics.certificates_expire(tcp, first);
+    }
     let key = encryption::ensure_key(client, &tenant, pki_state.existed).await?;
     let children = build::build(&tenant, &pki_state.pki, &key)?;
     let workloads = apply_children(client, &tenant, &children).await?;
