@@ -664,3 +664,161 @@ async fn assert_credentials_refused_by_the_other(own: &str, other: &str) -> Resu
     let _ = std::fs::remove_file(&path);
     result
 }
+
+/// The seed's operator daemon `name`, started (again) with `env` on top of the test's own.
+async fn start_operator(name: &str, env: &[(&str, &str)]) -> Result<()> {
+    let binary = std::env::var("E2E_OPERATOR_BINARY").context("E2E_OPERATOR_BINARY is not set")?;
+    let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/seed/seed");
+    let out = tokio::process::Command::new(seed)
+        .args(["run", name, "--", &binary])
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .context("running seed run")?;
+    ensure!(
+        out.status.success(),
+        "seed run {name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+fn operator_log(name: &str) -> String {
+    let dir =
+        std::env::var("HOSTPLANE_SEED_DIR").unwrap_or_else(|_| "/var/lib/hostplane-seed".into());
+    std::fs::read_to_string(format!("{dir}/logs/{name}.log")).unwrap_or_default()
+}
+
+/// Two replicas: the second stands by while the first holds the Lease; the first killed (no
+/// chance to release), the standby takes over and finishes a TCP created after the kill. Then the
+/// usual operator is restored as the leader.
+#[tokio::test]
+async fn a_standby_operator_takes_over_when_the_leader_dies() -> Result<()> {
+    if !env_flag("E2E_LOCAL_SEED") {
+        return hostplane_e2e::skip(
+            "a_standby_operator_takes_over_when_the_leader_dies",
+            "runs and kills operator processes, which only the local seed does (E2E_LOCAL_SEED=1)",
+        );
+    }
+    install_crds().await?;
+    let env = TestEnv::new("tcp-leader").await?;
+    let version = env
+        .config
+        .kubernetes_version
+        .trim_start_matches('v')
+        .to_owned();
+    let standby = "hostplane-operator-standby";
+    let standby_env = [
+        ("HOSTPLANE_METRICS_ADDR", "127.0.0.1:18081"),
+        ("HOSTPLANE_IDENTITY", "e2e-standby"),
+    ];
+    let log_before = operator_log(standby).len();
+    start_operator(standby, &standby_env).await?;
+    let result = async {
+        poll_until(
+            "the second replica stands by",
+            Duration::from_secs(30),
+            || async {
+                let log = operator_log(standby);
+                Ok(
+                    if log[log_before.min(log.len())..].contains("standing by") {
+                        Attempt::Done(())
+                    } else {
+                        Attempt::NotYet("no `standing by` in its log".into())
+                    },
+                )
+            },
+        )
+        .await?;
+        // Kill -9 the leader: it cannot release the Lease; the standby waits out its term.
+        let dir = std::env::var("HOSTPLANE_SEED_DIR")
+            .unwrap_or_else(|_| "/var/lib/hostplane-seed".into());
+        let pid_file = std::fs::read_to_string(format!("{dir}/run/hostplane-operator.pid"))
+            .context("reading the leader's pid file")?;
+        let pid = pid_file
+            .split_whitespace()
+            .next()
+            .context("empty pid file")?;
+        hostplane_e2e::run_command("kill", &["-KILL", pid])
+            .await?
+            .ok()?;
+        let tcp = Tcp::apply(&env, "l1", &version).await?;
+        tcp.wait_ready().await?;
+        let log = operator_log(standby);
+        ensure!(
+            log[log_before.min(log.len())..].contains("leading"),
+            "tcp/l1 became Ready but the standby never logged that it leads"
+        );
+        assert_losing_the_lease_stops(standby, log_before).await?;
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    // The usual operator back (it stands by), then the standby stopped (it releases the Lease).
+    let restored = start_operator("hostplane-operator", &[]).await;
+    let stopped = hostplane_e2e::run_command(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/seed/seed"),
+        &["stop", standby],
+    )
+    .await;
+    result?;
+    restored?;
+    stopped?.ok()?;
+    Ok(())
+}
+
+/// Someone else takes the Lease: the leading `standby` stops at once (it exits, to come back as a
+/// standby) rather than reconcile beside another leader.
+async fn assert_losing_the_lease_stops(standby: &str, log_before: usize) -> Result<()> {
+    let dir = seed_dir();
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .context("a time")?
+        .format(&time::format_description::well_known::Rfc3339)
+        .context("formatting a time")?
+        .replace('Z', ".000000Z");
+    let steal = format!(r#"{{"spec":{{"holderIdentity":"e2e-thief","renewTime":"{now}"}}}}"#);
+    hostplane_e2e::kubectl(&[
+        "-n",
+        "default",
+        "patch",
+        "lease",
+        "hostplane-operator",
+        "--type",
+        "merge",
+        "-p",
+        &steal,
+    ])
+    .await?
+    .ok()
+    .context("taking the Lease")?;
+    let standby_pid = std::fs::read_to_string(format!("{dir}/run/{standby}.pid"))
+        .context("reading the standby's pid file")?;
+    let standby_pid = standby_pid
+        .split_whitespace()
+        .next()
+        .context("empty pid file")?
+        .to_owned();
+    poll_until(
+        "the leader that lost its Lease exits",
+        Duration::from_secs(40),
+        || async {
+            let log = operator_log(standby);
+            let said = log[log_before.min(log.len())..].contains("lost the Lease");
+            let alive = std::path::Path::new(&format!("/proc/{standby_pid}")).exists();
+            Ok(if said && !alive {
+                Attempt::Done(())
+            } else {
+                Attempt::NotYet(format!(
+                    "lost-the-Lease logged: {said}, process alive: {alive}"
+                ))
+            })
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+fn seed_dir() -> String {
+    std::env::var("HOSTPLANE_SEED_DIR").unwrap_or_else(|_| "/var/lib/hostplane-seed".into())
+}

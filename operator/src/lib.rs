@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod controller;
+pub mod leader;
 pub mod metrics;
 pub mod pki;
 pub mod rollout;

@@ -4,11 +4,14 @@
 //! Settings (environment): `RUST_LOG` (default info), `HOSTPLANE_SEED_CLUSTER_DOMAIN` (default
 //! cluster.local), `HOSTPLANE_CONCURRENCY` (TenantControlPlanes reconciled at once, default 16),
 //! `HOSTPLANE_METRICS_ADDR` (where `/metrics`, `/healthz` and `/readyz` are served, default
-//! 0.0.0.0:8080; `off` serves none).
+//! 0.0.0.0:8080; `off` serves none), `HOSTPLANE_LEADER_ELECTION` (`off` to run without a Lease;
+//! default on), `HOSTPLANE_NAMESPACE` (where the Lease `hostplane-operator` lives, default
+//! `default`), `HOSTPLANE_IDENTITY` (this replica's name in the Lease, default host name and pid).
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
+use hostplane_operator::leader;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 
@@ -71,7 +74,41 @@ async fn main() -> ExitCode {
             }
         }
     };
-    hostplane_operator::controller::run(client, settings, endpoints).await;
-    tracing::info!("hostplane-operator stopped");
-    ExitCode::SUCCESS
+    let election =
+        (std::env::var("HOSTPLANE_LEADER_ELECTION").as_deref() != Ok("off")).then(|| {
+            leader::Election {
+                namespace: std::env::var("HOSTPLANE_NAMESPACE")
+                    .unwrap_or_else(|_| "default".into()),
+                name: "hostplane-operator".into(),
+                identity: std::env::var("HOSTPLANE_IDENTITY").unwrap_or_else(|_| {
+                    let host =
+                        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+                    format!("{}-{}", host.trim(), std::process::id())
+                }),
+            }
+        });
+    let Some(election) = election else {
+        hostplane_operator::controller::run(client, settings, endpoints).await;
+        tracing::info!("hostplane-operator stopped");
+        return ExitCode::SUCCESS;
+    };
+    let mut leadership = match leader::acquire(client.clone(), &election).await {
+        Ok(leadership) => leadership,
+        Err(e) => {
+            tracing::error!(error = %e, "leader election failed");
+            return ExitCode::FAILURE;
+        }
+    };
+    tokio::select! {
+        () = hostplane_operator::controller::run(client, settings, endpoints) => {
+            leadership.release().await;
+            tracing::info!("hostplane-operator stopped; the Lease is released");
+            ExitCode::SUCCESS
+        }
+        () = leadership.lost() => {
+            // Another replica may be reconciling already: stop at once, restart as a standby.
+            tracing::error!("lost the Lease; stopping");
+            ExitCode::FAILURE
+        }
+    }
 }
