@@ -15,6 +15,10 @@ use kube::{Client, Config};
 #[path = "tenant/node_join.rs"]
 mod node_join;
 
+/// Tests that stop, kill or replace the operator hold this for writing; checks that need the
+/// usual operator process itself (its log, its endpoints) hold it for reading.
+static OPERATOR: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 /// From apply to Ready: images are imported, so this is etcd + apiserver start and first sync,
 /// for several tenants at once on a 2-core machine.
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -212,6 +216,13 @@ async fn minimal_tcp_becomes_ready_and_its_kubeconfig_works() -> Result<()> {
     assert_data_survives_etcd_pod_deletion(&env, &tenant, &tcp.name, &ns, &plaintext).await?;
     assert_credentials_refused_by_the_other(&kubeconfig, &other.kubeconfig().await?).await?;
     assert_credentials_refused_by_the_other(&other.kubeconfig().await?, &kubeconfig).await?;
+    match std::env::var("E2E_PLUGIN_BINARY") {
+        Ok(plugin) => assert_plugin(&plugin, &env, &tcp).await?,
+        Err(_) => hostplane_e2e::skip(
+            "minimal_tcp_becomes_ready_and_its_kubeconfig_works (its kubectl plugin part)",
+            "E2E_PLUGIN_BINARY is not set (make test builds it)",
+        )?,
+    }
     match std::env::var("E2E_OPERATOR_METRICS_URL") {
         Ok(base) => assert_operator_metrics(&base, &tcp).await?,
         Err(_) => hostplane_e2e::skip(
@@ -392,6 +403,7 @@ async fn operator_restarts_keep_the_ca_and_a_ready_tenant_sees_no_write() -> Res
             "restarts the operator, which only the local seed runs (E2E_LOCAL_SEED=1)",
         );
     }
+    let _operator = OPERATOR.write().await;
     install_crds().await?;
     let env = TestEnv::new("tcp-restart").await?;
     let version = env
@@ -527,10 +539,11 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 /// The operator's endpoints: healthy, ready, and metrics that count reconciles and report this
 /// tenant's phase and certificate expiry (its leaves live a year).
 async fn assert_operator_metrics(base: &str, tcp: &Tcp<'_>) -> Result<()> {
+    let _operator = OPERATOR.read().await;
     let http = hostplane_e2e::http_client()?;
     for path in ["/healthz", "/readyz"] {
-        let status = http.get(format!("{base}{path}")).send().await?.status();
-        ensure!(status.is_success(), "GET {base}{path} answered {status}");
+        // A restart by another test may have just ended: its cache takes a moment.
+        hostplane_e2e::http_get_until_ok(&format!("{base}{path}"), Duration::from_secs(30)).await?;
     }
     let scrape = || async {
         http.get(format!("{base}/metrics"))
@@ -701,6 +714,7 @@ async fn a_standby_operator_takes_over_when_the_leader_dies() -> Result<()> {
             "runs and kills operator processes, which only the local seed does (E2E_LOCAL_SEED=1)",
         );
     }
+    let _operator = OPERATOR.write().await;
     install_crds().await?;
     let env = TestEnv::new("tcp-leader").await?;
     let version = env
@@ -731,6 +745,22 @@ async fn a_standby_operator_takes_over_when_the_leader_dies() -> Result<()> {
             },
         )
         .await?;
+        // A standby is alive but not ready: it reconciles nothing.
+        let http = hostplane_e2e::http_client()?;
+        let health = http
+            .get("http://127.0.0.1:18081/healthz")
+            .send()
+            .await?
+            .status();
+        let ready = http
+            .get("http://127.0.0.1:18081/readyz")
+            .send()
+            .await?
+            .status();
+        ensure!(
+            health.is_success() && ready == reqwest::StatusCode::SERVICE_UNAVAILABLE,
+            "the standby answered /healthz {health} and /readyz {ready}; want 200 and 503"
+        );
         // Kill -9 the leader: it cannot release the Lease; the standby waits out its term.
         let dir = std::env::var("HOSTPLANE_SEED_DIR")
             .unwrap_or_else(|_| "/var/lib/hostplane-seed".into());
@@ -821,4 +851,86 @@ async fn assert_losing_the_lease_stops(standby: &str, log_before: usize) -> Resu
 
 fn seed_dir() -> String {
     std::env::var("HOSTPLANE_SEED_DIR").unwrap_or_else(|_| "/var/lib/hostplane-seed".into())
+}
+
+/// `kubectl hostplane` against a Ready tenant: its kubeconfig works, `join` prints the join
+/// Secret's command, `status` shows the phase, conditions and certificates, `create` prints a
+/// manifest; a missing TCP is an error that says so.
+async fn assert_plugin(plugin: &str, env: &TestEnv, tcp: &Tcp<'_>) -> Result<()> {
+    let ns = env.namespace();
+    let run = |args: Vec<String>| async move {
+        let mut all = vec!["-n".to_owned(), ns.to_owned()];
+        all.extend(args);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        hostplane_e2e::run_command(plugin, &refs).await
+    };
+    let file = std::env::temp_dir().join(format!("plugin-{}.kubeconfig", random_token()));
+    let path = file.to_string_lossy().into_owned();
+    run(vec![
+        "kubeconfig".into(),
+        tcp.name.clone(),
+        "-o".into(),
+        path.clone(),
+    ])
+    .await?
+    .ok()
+    .context("kubectl hostplane kubeconfig")?;
+    let namespaces =
+        hostplane_e2e::kubectl(&["--kubeconfig", &path, "get", "namespaces", "-o", "name"]).await;
+    let _ = std::fs::remove_file(&file);
+    ensure!(
+        namespaces?.ok()?.stdout.contains("namespace/kube-system"),
+        "the plugin's kubeconfig does not reach the tenant"
+    );
+
+    let join = run(vec!["join".into(), tcp.name.clone()]).await?.ok()?;
+    let secret = env
+        .api::<Secret>()
+        .get(&format!("{}-join", tcp.name))
+        .await?;
+    let expected = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("join-command"))
+        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+        .context("no join-command in the join Secret")?;
+    ensure!(
+        join.stdout.trim() == expected,
+        "kubectl hostplane join printed {:?}",
+        join.stdout
+    );
+
+    let status = run(vec!["status".into(), tcp.name.clone()]).await?.ok()?;
+    for want in [
+        "phase Ready",
+        "APIServerReady",
+        &format!("{}-apiserver-cert", tcp.name),
+    ] {
+        ensure!(
+            status.stdout.contains(want),
+            "kubectl hostplane status lacks {want:?}:\n{}",
+            status.stdout
+        );
+    }
+    let missing = run(vec!["status".into(), "no-such-tcp".into()]).await?;
+    ensure!(
+        !missing.success() && missing.stderr.contains("not found"),
+        "a missing TCP: {:?}",
+        missing.stderr
+    );
+    let manifest = run(vec![
+        "create".into(),
+        "p1".into(),
+        "--version".into(),
+        "1.36.3".into(),
+    ])
+    .await?
+    .ok()?;
+    ensure!(
+        manifest.stdout.contains("kind: TenantControlPlane")
+            && manifest.stdout.contains("version: 1.36.3"),
+        "kubectl hostplane create printed {:?}",
+        manifest.stdout
+    );
+    Ok(())
 }

@@ -88,19 +88,42 @@ async fn main() -> ExitCode {
             }
         });
     let Some(election) = election else {
-        hostplane_operator::controller::run(client, settings, endpoints).await;
+        hostplane_operator::controller::run(client, settings, endpoints, async { true }).await;
         tracing::info!("hostplane-operator stopped");
         return ExitCode::SUCCESS;
     };
-    let mut leadership = match leader::acquire(client.clone(), &election).await {
-        Ok(leadership) => leadership,
-        Err(e) => {
-            tracing::error!(error = %e, "leader election failed");
-            return ExitCode::FAILURE;
+    run_leading(client, settings, endpoints, election).await
+}
+
+/// Runs the controller once this replica holds the Lease; exits at once if it loses it.
+async fn run_leading(
+    client: kube::Client,
+    settings: hostplane_operator::controller::Settings,
+    endpoints: Option<tokio::net::TcpListener>,
+    election: leader::Election,
+) -> ExitCode {
+    let (lead_tx, lead_rx) = tokio::sync::oneshot::channel();
+    let lease_client = client.clone();
+    let leading = async move {
+        match leader::acquire(lease_client, &election).await {
+            Ok(leadership) => lead_tx.send(leadership).is_ok(),
+            Err(e) => {
+                tracing::error!(error = %e, "leader election failed");
+                false
+            }
         }
     };
+    let controller = hostplane_operator::controller::run(client, settings, endpoints, leading);
+    tokio::pin!(controller);
+    let mut leadership = tokio::select! {
+        () = &mut controller => return ExitCode::FAILURE, // the election failed
+        leadership = lead_rx => match leadership {
+            Ok(leadership) => leadership,
+            Err(_) => return ExitCode::FAILURE,
+        },
+    };
     tokio::select! {
-        () = hostplane_operator::controller::run(client, settings, endpoints) => {
+        () = &mut controller => {
             leadership.release().await;
             tracing::info!("hostplane-operator stopped; the Lease is released");
             ExitCode::SUCCESS

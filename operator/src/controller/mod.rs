@@ -56,9 +56,14 @@ struct Context {
     metrics: Metrics,
 }
 
-/// Runs the controller until SIGTERM/SIGINT; serves `/metrics`, `/healthz` and `/readyz` on
-/// `endpoints` when given.
-pub async fn run(client: Client, settings: Settings, endpoints: Option<tokio::net::TcpListener>) {
+/// Serves `/metrics`, `/healthz` and `/readyz` on `endpoints` when given, waits for `leading`
+/// (leader election; `false` ends here), then runs the controller until SIGTERM/SIGINT.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    endpoints: Option<tokio::net::TcpListener>,
+    leading: impl Future<Output = bool>,
+) {
     let tcps: Api<TenantControlPlane> = Api::all(client.clone());
     let controller = Controller::new(tcps, watcher::Config::default());
     let store = controller.store();
@@ -90,6 +95,10 @@ pub async fn run(client: Client, settings: Settings, endpoints: Option<tokio::ne
                 warn!(error = %e, "the metrics and health endpoints stopped");
             }
         });
+    }
+    // A standby serves /healthz (and a 503 /readyz: its cache fills once it leads).
+    if !leading.await {
+        return;
     }
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), Reporter::from("hostplane-operator")),
