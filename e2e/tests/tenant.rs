@@ -29,7 +29,9 @@ struct Tcp<'a> {
 }
 
 impl<'a> Tcp<'a> {
-    async fn apply(env: &'a TestEnv, name: &str, version: &str) -> Result<Self> {
+    /// Applies a minimal TCP of the suite's Kubernetes version.
+    async fn apply(env: &'a TestEnv, name: &str) -> Result<Self> {
+        let version = env.config.kubernetes_version.trim_start_matches('v');
         let manifest = format!(
             "apiVersion: hostplane.dev/v1alpha1\nkind: TenantControlPlane\nmetadata:\n  name: {name}\nspec:\n  version: \"{version}\"\n"
         );
@@ -185,15 +187,10 @@ async fn tenant_client(kubeconfig: &str) -> Result<Client> {
 async fn minimal_tcp_becomes_ready_and_its_kubeconfig_works() -> Result<()> {
     install_crds().await?;
     let env = TestEnv::new("tcp-minimal").await?;
-    let version = env
-        .config
-        .kubernetes_version
-        .trim_start_matches('v')
-        .to_owned();
     // A second tenant in another namespace, for the isolation checks below.
     let other_env = TestEnv::new("tcp-other").await?;
-    let tcp = Tcp::apply(&env, "t1", &version).await?;
-    let other = Tcp::apply(&other_env, "t2", &version).await?;
+    let tcp = Tcp::apply(&env, "t1").await?;
+    let other = Tcp::apply(&other_env, "t2").await?;
     tcp.wait_ready().await?;
     other.wait_ready().await?;
 
@@ -406,12 +403,7 @@ async fn operator_restarts_keep_the_ca_and_a_ready_tenant_sees_no_write() -> Res
     let _operator = OPERATOR.write().await;
     install_crds().await?;
     let env = TestEnv::new("tcp-restart").await?;
-    let version = env
-        .config
-        .kubernetes_version
-        .trim_start_matches('v')
-        .to_owned();
-    let tcp = Tcp::apply(&env, "r1", &version).await?;
+    let tcp = Tcp::apply(&env, "r1").await?;
 
     // Mid-provisioning: as soon as the CA exists, restart the operator.
     let ca = poll_until(
@@ -717,11 +709,6 @@ async fn a_standby_operator_takes_over_when_the_leader_dies() -> Result<()> {
     let _operator = OPERATOR.write().await;
     install_crds().await?;
     let env = TestEnv::new("tcp-leader").await?;
-    let version = env
-        .config
-        .kubernetes_version
-        .trim_start_matches('v')
-        .to_owned();
     let standby = "hostplane-operator-standby";
     let standby_env = [
         ("HOSTPLANE_METRICS_ADDR", "127.0.0.1:18081"),
@@ -773,7 +760,7 @@ async fn a_standby_operator_takes_over_when_the_leader_dies() -> Result<()> {
         hostplane_e2e::run_command("kill", &["-KILL", pid])
             .await?
             .ok()?;
-        let tcp = Tcp::apply(&env, "l1", &version).await?;
+        let tcp = Tcp::apply(&env, "l1").await?;
         tcp.wait_ready().await?;
         let log = operator_log(standby);
         ensure!(

@@ -138,12 +138,7 @@ fn join_data(secret: &Secret, key: &str) -> Result<String> {
 async fn a_node_bootstraps_with_the_join_secret_only() -> Result<()> {
     install_crds().await?;
     let env = TestEnv::new("tcp-join").await?;
-    let version = env
-        .config
-        .kubernetes_version
-        .trim_start_matches('v')
-        .to_owned();
-    let tcp = Tcp::apply(&env, "j1", &version).await?;
+    let tcp = Tcp::apply(&env, "j1").await?;
     tcp.wait_ready().await?;
     let scratch = Scratch::new()?;
     let admin = scratch.write("admin", &tcp.kubeconfig().await?)?;
@@ -583,12 +578,7 @@ async fn a_worker_joins_with_the_join_secret_and_runs_pods() -> Result<()> {
     }
     install_crds().await?;
     let env = TestEnv::new("tcp-worker").await?;
-    let version = env
-        .config
-        .kubernetes_version
-        .trim_start_matches('v')
-        .to_owned();
-    let tcp = Tcp::apply(&env, "w1", &version).await?;
+    let tcp = Tcp::apply(&env, "w1").await?;
     tcp.wait_ready().await?;
     let scratch = Scratch::new()?;
     let admin = scratch.write("admin", &tcp.kubeconfig().await?)?;
