@@ -213,6 +213,9 @@ async fn minimal_tcp_becomes_ready_and_its_kubeconfig_works() -> Result<()> {
     assert_data_survives_etcd_pod_deletion(&env, &tenant, &tcp.name, &ns, &plaintext).await?;
     assert_credentials_refused_by_the_other(&kubeconfig, &other.kubeconfig().await?).await?;
     assert_credentials_refused_by_the_other(&other.kubeconfig().await?, &kubeconfig).await?;
+    // The etcd pod deletion above makes the tenant NotReady for a while (the controllers may
+    // back off); the plugin and metrics checks want it Ready again.
+    tcp.wait_ready().await?;
     match std::env::var("E2E_PLUGIN_BINARY") {
         Ok(plugin) => assert_plugin(&plugin, &env, &tcp).await?,
         Err(_) => hostplane_e2e::skip(
