@@ -28,11 +28,25 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        // Colours only for a person at a terminal, not in a pod's log.
-        .with_ansi(std::io::stdout().is_terminal())
-        .init();
+    // HOSTPLANE_LOG_FORMAT: `text` (default) or `json` (one object per line, for log pipelines).
+    match std::env::var("HOSTPLANE_LOG_FORMAT").as_deref() {
+        Err(_) | Ok("text") => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            // Colours only for a person at a terminal, not in a pod's log.
+            .with_ansi(std::io::stdout().is_terminal())
+            .init(),
+        Ok("json") => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_current_span(true)
+            .init(),
+        Ok(other) => {
+            eprintln!(
+                "hostplane-operator: HOSTPLANE_LOG_FORMAT must be text or json, not {other:?}"
+            );
+            return ExitCode::FAILURE;
+        }
+    }
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         "hostplane-operator starting"
