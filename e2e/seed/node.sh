@@ -116,7 +116,7 @@ resolvConf: /etc/resolv.conf
 rotateCertificates: true
 failSwapOn: false
 serializeImagePulls: false
-evictionHard: {memory.available: 100Mi, nodefs.available: 2%, imagefs.available: 2%, nodefs.inodesFree: 2%}
+evictionHard: {memory.available: 100Mi, nodefs.available: 512Mi, imagefs.available: 512Mi, nodefs.inodesFree: 2%}
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 EOF
