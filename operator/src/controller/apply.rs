@@ -35,15 +35,22 @@ where
         + Serialize
         + DeserializeOwned,
 {
-    let name = obj.name_any();
-    api_for(client, obj)
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(obj),
-        )
+    apply_via(&api_for(client, obj), obj)
         .await
-        .map_err(Error::kube("apply", K::kind(&()), name))
+        .map_err(Error::kube("apply", K::kind(&()), obj.name_any()))
+}
+
+/// The server-side apply itself, through `api` (namespaced or cluster-wide, seed or tenant).
+pub async fn apply_via<K>(api: &Api<K>, obj: &K) -> Result<K, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
+{
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await
 }
 
 /// Creates `obj` unless an object of that name exists; never updates. Returns whether it created.

@@ -5,7 +5,7 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ClusterResourceScope, NamespaceResourceScope};
 use kube::{Client, Config};
@@ -13,7 +13,7 @@ use kube::{Resource, ResourceExt as _};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::apply::FIELD_MANAGER;
+use super::apply::apply_via;
 use super::error::Error;
 use crate::pki::CLUSTER_ADMINS_GROUP;
 
@@ -57,19 +57,7 @@ pub async fn bootstrap(client: &Client) -> Result<(), Error> {
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": CLUSTER_ADMINS_GROUP}],
     }))
     .map_err(|e| Error::Tenant(e.to_string()))?;
-    Api::<ClusterRoleBinding>::all(client.clone())
-        .patch(
-            CLUSTER_ADMINS_GROUP,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&binding),
-        )
-        .await
-        .map_err(|e| {
-            Error::Tenant(format!(
-                "applying ClusterRoleBinding {CLUSTER_ADMINS_GROUP}: {e}"
-            ))
-        })?;
-    Ok(())
+    apply_cluster(client, &binding).await
 }
 
 fn tenant_error<K: Resource<DynamicType = ()>>(name: &str) -> impl FnOnce(kube::Error) -> Error {
@@ -101,15 +89,9 @@ where
         + Serialize
         + DeserializeOwned,
 {
-    let name = obj.name_any();
-    Api::<K>::all(client.clone())
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(obj),
-        )
+    apply_via(&Api::<K>::all(client.clone()), obj)
         .await
-        .map_err(tenant_error::<K>(&name))?;
+        .map_err(tenant_error::<K>(&obj.name_any()))?;
     Ok(())
 }
 
