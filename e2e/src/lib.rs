@@ -1128,7 +1128,7 @@ pub async fn kubectl(args: &[&str]) -> Result<CmdOutput> {
 /// Installs the checked-in CRDs of `crds/` (idempotent) and waits until they are served.
 pub async fn install_crds() -> Result<()> {
     let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds");
-    kubectl(&["apply", "--server-side", "--force-conflicts", "-f", crds])
+    kubectl(&["apply", "--server-side", "--force-conflicts", "-k", crds])
         .await?
         .ok()
         .context("installing crds/")?;

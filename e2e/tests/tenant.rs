@@ -1,7 +1,7 @@
 //! A TenantControlPlane becomes a working control plane: Ready, a Cluster-API-format kubeconfig
 //! Secret that kube-rs and kubectl use as-is, the tenant's Secrets encrypted in its etcd, and
-//! nothing left after deletion. Needs the operator running against the cluster in $KUBECONFIG
-//! (`make test` starts it on the local seed).
+//! nothing left after deletion. Needs the operator installed from manifests/ in the cluster of
+//! $KUBECONFIG (`make test` installs it on the local seed with e2e/install-operator).
 
 use std::time::Duration;
 
@@ -14,9 +14,11 @@ use kube::{Client, Config};
 
 #[path = "tenant/node_join.rs"]
 mod node_join;
+#[path = "tenant/operator.rs"]
+mod operator;
 
-/// Tests that stop, kill or replace the operator hold this for writing; checks that need the
-/// usual operator process itself (its log, its endpoints) hold it for reading.
+/// Tests that restart, kill or scale the operator hold this for writing; checks that need its
+/// leader to stay the same (its log, its endpoints) hold it for reading.
 static OPERATOR: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// From apply to Ready: images are imported, so this is etcd + apiserver start and first sync,
@@ -223,12 +225,13 @@ async fn minimal_tcp_becomes_ready_and_its_kubeconfig_works() -> Result<()> {
             "E2E_PLUGIN_BINARY is not set (make test builds it)",
         )?,
     }
-    match std::env::var("E2E_OPERATOR_METRICS_URL") {
-        Ok(base) => assert_operator_metrics(&base, &tcp).await?,
-        Err(_) => hostplane_e2e::skip(
+    if env_flag("E2E_LOCAL_SEED") {
+        assert_operator_metrics(&tcp).await?;
+    } else {
+        hostplane_e2e::skip(
             "minimal_tcp_becomes_ready_and_its_kubeconfig_works (its metrics part)",
-            "E2E_OPERATOR_METRICS_URL is not set: the operator's endpoints are not reachable",
-        )?,
+            "reads the operator pod's endpoints at its pod IP, routed only on the local seed's host",
+        )?;
     }
 
     // Deleting the TCP removes everything it created (owner references; PVCs by the
@@ -335,17 +338,6 @@ async fn assert_secrets_encrypted_in_etcd(
     Ok((ns_name, plaintext))
 }
 
-/// Restarts the operator the local seed runs (`e2e/seed/seed run hostplane-operator`).
-async fn restart_operator() -> Result<()> {
-    let binary = std::env::var("E2E_OPERATOR_BINARY").context("E2E_OPERATOR_BINARY is not set")?;
-    let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/seed/seed");
-    hostplane_e2e::run_command(seed, &["run", "hostplane-operator", "--", &binary])
-        .await?
-        .ok()
-        .context("restarting the operator")?;
-    Ok(())
-}
-
 /// `kind/name resourceVersion` of every object of tcp/`name` and of the TCP itself.
 async fn resource_versions(env: &TestEnv, name: &str) -> Result<String> {
     let template =
@@ -422,7 +414,7 @@ async fn operator_restarts_keep_the_ca_and_a_ready_tenant_sees_no_write() -> Res
         },
     )
     .await?;
-    restart_operator().await?;
+    operator::restart().await?;
     tcp.wait_ready().await?;
     ensure!(
         ca_of(&env, "r1").await? == ca,
@@ -431,7 +423,7 @@ async fn operator_restarts_keep_the_ca_and_a_ready_tenant_sees_no_write() -> Res
 
     // Ready and unchanged: a restart (a full resync of every object) writes nothing.
     let before = resource_versions(&env, "r1").await?;
-    restart_operator().await?;
+    operator::restart().await?;
     tokio::time::sleep(Duration::from_secs(15)).await; // the resync after a restart, not an assertion
     let after = resource_versions(&env, "r1").await?;
     ensure!(
@@ -488,12 +480,12 @@ async fn assert_lost_ca_is_reported_not_replaced(
     // It waits for a change: no new CA, no retries (log lines about this namespace), no writes.
     let (rv_before, log_before) = (
         tcp.resource_version().await?,
-        operator_log_lines(env.ns.name())?,
+        operator_log_lines(env.ns.name()).await?,
     );
     tokio::time::sleep(Duration::from_secs(20)).await; // a window for retries, not an assertion
     let (rv_after, log_after) = (
         tcp.resource_version().await?,
-        operator_log_lines(env.ns.name())?,
+        operator_log_lines(env.ns.name()).await?,
     );
     ensure!(
         secrets.get_opt(&name).await?.is_none(),
@@ -533,15 +525,14 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 /// The operator's endpoints: healthy, ready, and metrics that count reconciles and report this
 /// tenant's phase and certificate expiry (its leaves live a year).
-async fn assert_operator_metrics(base: &str, tcp: &Tcp<'_>) -> Result<()> {
+async fn assert_operator_metrics(tcp: &Tcp<'_>) -> Result<()> {
     let _operator = OPERATOR.read().await;
     let http = hostplane_e2e::http_client()?;
-    for path in ["/healthz", "/readyz"] {
-        // A restart by another test may have just ended: its cache takes a moment.
-        hostplane_e2e::http_get_until_ok(&format!("{base}{path}"), Duration::from_secs(30)).await?;
-    }
+    // The leader answers /readyz 200 (a restart by another test may have just ended).
+    let leader = operator::leader(&[], Duration::from_secs(60)).await?;
+    hostplane_e2e::http_get_until_ok(&leader.url("/healthz"), Duration::from_secs(30)).await?;
     let scrape = || async {
-        http.get(format!("{base}/metrics"))
+        http.get(leader.url("/metrics"))
             .send()
             .await?
             .text()
@@ -584,11 +575,12 @@ async fn assert_operator_metrics(base: &str, tcp: &Tcp<'_>) -> Result<()> {
     .await
 }
 
-/// Lines of the operator's log (`E2E_OPERATOR_LOG`) that mention `namespace`.
-fn operator_log_lines(namespace: &str) -> Result<usize> {
-    let path = std::env::var("E2E_OPERATOR_LOG").context("E2E_OPERATOR_LOG is not set")?;
-    let log = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    Ok(log.lines().filter(|l| l.contains(namespace)).count())
+/// Lines of the leading operator's log that mention `namespace`.
+async fn operator_log_lines(namespace: &str) -> Result<usize> {
+    operator::leader(&[], Duration::from_secs(60))
+        .await?
+        .log_lines(namespace)
+        .await
 }
 
 fn env_flag(name: &str) -> bool {
@@ -671,176 +663,6 @@ async fn assert_credentials_refused_by_the_other(own: &str, other: &str) -> Resu
     .await;
     let _ = std::fs::remove_file(&path);
     result
-}
-
-/// The seed's operator daemon `name`, started (again) with `env` on top of the test's own.
-async fn start_operator(name: &str, env: &[(&str, &str)]) -> Result<()> {
-    let binary = std::env::var("E2E_OPERATOR_BINARY").context("E2E_OPERATOR_BINARY is not set")?;
-    let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/seed/seed");
-    let out = tokio::process::Command::new(seed)
-        .args(["run", name, "--", &binary])
-        .envs(env.iter().copied())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .context("running seed run")?;
-    ensure!(
-        out.status.success(),
-        "seed run {name} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
-
-fn operator_log(name: &str) -> String {
-    let dir =
-        std::env::var("HOSTPLANE_SEED_DIR").unwrap_or_else(|_| "/var/lib/hostplane-seed".into());
-    std::fs::read_to_string(format!("{dir}/logs/{name}.log")).unwrap_or_default()
-}
-
-/// Two replicas: the second stands by while the first holds the Lease; the first killed (no
-/// chance to release), the standby takes over and finishes a TCP created after the kill. Then the
-/// usual operator is restored as the leader.
-#[tokio::test]
-async fn a_standby_operator_takes_over_when_the_leader_dies() -> Result<()> {
-    if !env_flag("E2E_LOCAL_SEED") {
-        return hostplane_e2e::skip(
-            "a_standby_operator_takes_over_when_the_leader_dies",
-            "runs and kills operator processes, which only the local seed does (E2E_LOCAL_SEED=1)",
-        );
-    }
-    let _operator = OPERATOR.write().await;
-    install_crds().await?;
-    let env = TestEnv::new("tcp-leader").await?;
-    let standby = "hostplane-operator-standby";
-    let standby_env = [
-        ("HOSTPLANE_METRICS_ADDR", "127.0.0.1:18081"),
-        ("HOSTPLANE_IDENTITY", "e2e-standby"),
-    ];
-    let log_before = operator_log(standby).len();
-    start_operator(standby, &standby_env).await?;
-    let result = async {
-        poll_until(
-            "the second replica stands by",
-            Duration::from_secs(30),
-            || async {
-                let log = operator_log(standby);
-                Ok(
-                    if log[log_before.min(log.len())..].contains("standing by") {
-                        Attempt::Done(())
-                    } else {
-                        Attempt::NotYet("no `standing by` in its log".into())
-                    },
-                )
-            },
-        )
-        .await?;
-        // A standby is alive but not ready: it reconciles nothing.
-        let http = hostplane_e2e::http_client()?;
-        let health = http
-            .get("http://127.0.0.1:18081/healthz")
-            .send()
-            .await?
-            .status();
-        let ready = http
-            .get("http://127.0.0.1:18081/readyz")
-            .send()
-            .await?
-            .status();
-        ensure!(
-            health.is_success() && ready == reqwest::StatusCode::SERVICE_UNAVAILABLE,
-            "the standby answered /healthz {health} and /readyz {ready}; want 200 and 503"
-        );
-        // Kill -9 the leader: it cannot release the Lease; the standby waits out its term.
-        let dir = std::env::var("HOSTPLANE_SEED_DIR")
-            .unwrap_or_else(|_| "/var/lib/hostplane-seed".into());
-        let pid_file = std::fs::read_to_string(format!("{dir}/run/hostplane-operator.pid"))
-            .context("reading the leader's pid file")?;
-        let pid = pid_file
-            .split_whitespace()
-            .next()
-            .context("empty pid file")?;
-        hostplane_e2e::run_command("kill", &["-KILL", pid])
-            .await?
-            .ok()?;
-        let tcp = Tcp::apply(&env, "l1").await?;
-        tcp.wait_ready().await?;
-        let log = operator_log(standby);
-        ensure!(
-            log[log_before.min(log.len())..].contains("leading"),
-            "tcp/l1 became Ready but the standby never logged that it leads"
-        );
-        assert_losing_the_lease_stops(standby, log_before).await?;
-        Ok::<_, anyhow::Error>(())
-    }
-    .await;
-    // The usual operator back (it stands by), then the standby stopped (it releases the Lease).
-    let restored = start_operator("hostplane-operator", &[]).await;
-    let stopped = hostplane_e2e::run_command(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/seed/seed"),
-        &["stop", standby],
-    )
-    .await;
-    result?;
-    restored?;
-    stopped?.ok()?;
-    Ok(())
-}
-
-/// Someone else takes the Lease: the leading `standby` stops at once (it exits, to come back as a
-/// standby) rather than reconcile beside another leader.
-async fn assert_losing_the_lease_stops(standby: &str, log_before: usize) -> Result<()> {
-    let dir = seed_dir();
-    let now = time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .context("a time")?
-        .format(&time::format_description::well_known::Rfc3339)
-        .context("formatting a time")?
-        .replace('Z', ".000000Z");
-    let steal = format!(r#"{{"spec":{{"holderIdentity":"e2e-thief","renewTime":"{now}"}}}}"#);
-    hostplane_e2e::kubectl(&[
-        "-n",
-        "default",
-        "patch",
-        "lease",
-        "hostplane-operator",
-        "--type",
-        "merge",
-        "-p",
-        &steal,
-    ])
-    .await?
-    .ok()
-    .context("taking the Lease")?;
-    let standby_pid = std::fs::read_to_string(format!("{dir}/run/{standby}.pid"))
-        .context("reading the standby's pid file")?;
-    let standby_pid = standby_pid
-        .split_whitespace()
-        .next()
-        .context("empty pid file")?
-        .to_owned();
-    poll_until(
-        "the leader that lost its Lease exits",
-        Duration::from_secs(40),
-        || async {
-            let log = operator_log(standby);
-            let said = log[log_before.min(log.len())..].contains("lost the Lease");
-            let alive = std::path::Path::new(&format!("/proc/{standby_pid}")).exists();
-            Ok(if said && !alive {
-                Attempt::Done(())
-            } else {
-                Attempt::NotYet(format!(
-                    "lost-the-Lease logged: {said}, process alive: {alive}"
-                ))
-            })
-        },
-    )
-    .await?;
-    Ok(())
-}
-
-fn seed_dir() -> String {
-    std::env::var("HOSTPLANE_SEED_DIR").unwrap_or_else(|_| "/var/lib/hostplane-seed".into())
 }
 
 /// `kubectl hostplane` against a Ready tenant: its kubeconfig works, `join` prints the join

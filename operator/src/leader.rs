@@ -60,6 +60,19 @@ impl Leadership {
     }
 }
 
+/// The field manager of this replica's writes to the Lease (at most 128 bytes, as the API allows).
+fn field_manager(identity: &str) -> String {
+    let mut manager = format!("hostplane-operator-{identity}");
+    if manager.len() > 128 {
+        let mut end = 128;
+        while !manager.is_char_boundary(end) {
+            end -= 1;
+        }
+        manager.truncate(end);
+    }
+    manager
+}
+
 /// Waits until this replica holds the Lease.
 pub async fn acquire(client: Client, election: &Election) -> Result<Leadership, LeaderError> {
     let manager = LeaseManagerBuilder::new(client, &election.name)
@@ -67,7 +80,11 @@ pub async fn acquire(client: Client, election: &Election) -> Result<Leadership, 
         .with_identity(&election.identity)
         .with_duration(LEASE_SECONDS)
         .with_grace(GRACE_SECONDS)
-        .with_field_manager("hostplane")
+        // One field manager per replica: taking a Lease is a server-side apply of holderIdentity,
+        // and only distinct managers make a second replica's apply a conflict. With one shared
+        // manager, two standbys both "took" a just-released Lease (e2e run, 2026-11-23: two
+        // leaders for 10 s).
+        .with_field_manager(field_manager(&election.identity))
         .build()
         .await
         .map_err(|source| LeaderError::Lease {
@@ -90,4 +107,19 @@ pub async fn acquire(client: Client, election: &Election) -> Result<Leadership, 
     }
     info!(identity = %election.identity, lease = %election.name, "leading");
     Ok(Leadership { channel, task })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_manager;
+
+    #[test]
+    fn each_replica_writes_the_lease_as_its_own_field_manager() {
+        let a = field_manager("hostplane-operator-5f985bdf78-85xk5");
+        let b = field_manager("hostplane-operator-5f985bdf78-fvl2f");
+        assert_ne!(a, b);
+        assert_eq!(a, "hostplane-operator-hostplane-operator-5f985bdf78-85xk5");
+        let long = field_manager(&"é".repeat(100));
+        assert!(long.len() <= 128 && long.starts_with("hostplane-operator-é"));
+    }
 }
