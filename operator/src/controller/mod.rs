@@ -133,6 +133,9 @@ struct Observation {
     nodes: Option<NodeCounts>,
     /// Nodes are registered but the addons do not run on them yet.
     settling: bool,
+    /// Not ready because a seed workload is not: its status change is a watch event of an owned
+    /// StatefulSet or Deployment, so there is nothing to poll for.
+    awaits_seed: bool,
 }
 
 #[instrument(skip_all, fields(tcp = %tcp.name_any(), ns = tcp.namespace().unwrap_or_default()))]
@@ -154,6 +157,7 @@ async fn reconcile_once(tcp: &Arc<TenantControlPlane>, ctx: &Context) -> Result<
                 due: o.due,
                 nodes: o.nodes.clone(),
                 settling: o.settling,
+                awaits_seed: o.awaits_seed,
             },
             Some(endpoint.clone()),
         ),
@@ -164,6 +168,7 @@ async fn reconcile_once(tcp: &Arc<TenantControlPlane>, ctx: &Context) -> Result<
                 due: None,
                 nodes: None,
                 settling: false,
+                awaits_seed: false,
             },
             tcp.status.as_ref().and_then(|s| s.endpoint.clone()),
         ),
@@ -183,11 +188,30 @@ async fn reconcile_once(tcp: &Arc<TenantControlPlane>, ctx: &Context) -> Result<
         });
         // Nodes joining (registered, addons not running yet): look again soon, since nothing
         // in the seed announces a change inside the tenant.
-        let period = if o.settling { 60 } else { 600 };
-        Action::requeue(Duration::from_secs(period).min(until_due))
+        let period = if o.settling { 60 } else { RESYNC_SECONDS };
+        Action::requeue(jittered(period, tcp.metadata.uid.as_deref()).min(until_due))
+    } else if o.awaits_seed {
+        // A safety net only: the owned workload's next status change wakes this TCP. (Polling
+        // every 5 s, 1000 TCPs whose pods could not start kept the seed's API server busy and
+        // the operator re-reconciling instead of provisioning: e2e/bench/scale.)
+        Action::requeue(jittered(RESYNC_SECONDS, tcp.metadata.uid.as_deref()))
     } else {
+        // Workloads are up; whether the tenant answers is nothing the seed announces.
         Action::requeue(Duration::from_secs(5))
     })
+}
+
+/// Seconds between passes over a tenant that no event announces a change of.
+const RESYNC_SECONDS: u64 = 600;
+
+/// `seconds`, stretched by 0.9 to 1.1 after the TCP's uid: tenants reconciled together (all of
+/// them after an operator restart) spread out instead of coming back in one herd.
+fn jittered(seconds: u64, uid: Option<&str>) -> Duration {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    uid.hash(&mut hasher);
+    let permille = 900 + hasher.finish() % 201; // 900..=1100
+    Duration::from_millis(seconds.saturating_mul(permille))
 }
 
 /// Everything but the status write. Returns the observation and the endpoint URL.
@@ -236,7 +260,7 @@ async fn provision(
     }
     let key = encryption::ensure_key(client, &tenant, pki_state.existed).await?;
     let children = build::build(&tenant, &pki_state.pki, &key)?;
-    let workloads = apply_children(client, &tenant, &children).await?;
+    let workloads = apply_children(client, &tenant, &children, &pki_state.listed).await?;
 
     let observation = observe(client, &tenant, &pki_state, &workloads, &probe_url).await?;
     Ok((observation, tenant.endpoint_url()))
@@ -361,6 +385,7 @@ async fn observe(
         due: inside.due,
         nodes,
         settling,
+        awaits_seed: !(etcd.ready && apiserver.ready && controllers_ready),
     })
 }
 
@@ -421,6 +446,7 @@ async fn apply_children(
     client: &Client,
     tenant: &Tenant,
     children: &build::Children,
+    listed: &std::collections::BTreeMap<String, Secret>,
 ) -> Result<Workloads, Error> {
     let build::Children {
         secrets,
@@ -430,6 +456,12 @@ async fn apply_children(
         pdbs,
     } = children;
     for s in secrets {
+        if listed
+            .get(&s.name_any())
+            .is_some_and(|current| apply::already_applied(s, current))
+        {
+            continue;
+        }
         apply::apply(client, s).await?;
     }
     for s in services {
@@ -643,4 +675,31 @@ fn error_policy(tcp: Arc<TenantControlPlane>, error: &Error, ctx: Arc<Context>) 
         .saturating_mul(1u64 << n.min(6).saturating_sub(1))
         .min(300);
     Action::requeue(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::jittered;
+
+    #[test]
+    fn resyncs_spread_between_nine_and_eleven_tenths_of_the_period() {
+        let periods: Vec<Duration> = (0..200)
+            .map(|i| jittered(600, Some(&format!("uid-{i}"))))
+            .collect();
+        assert!(
+            periods
+                .iter()
+                .all(|p| (Duration::from_secs(540)..=Duration::from_secs(660)).contains(p))
+        );
+        let (min, max) = (periods.iter().min(), periods.iter().max());
+        assert!(
+            max.zip(min)
+                .is_some_and(|(max, min)| max.saturating_sub(*min) > Duration::from_secs(100)),
+            "200 tenants should spread over most of the window: {min:?}..{max:?}"
+        );
+        // The same tenant, the same period: no drift from pass to pass.
+        assert_eq!(jittered(600, Some("a")), jittered(600, Some("a")));
+    }
 }

@@ -19,11 +19,17 @@ pub struct PkiState {
     pub written: Vec<Item>,
     /// Whether any PKI Secret existed before this pass: a control plane that was provisioned once.
     pub existed: bool,
+    /// Every Secret of this tenant as listed before this pass wrote (PKI, kubeconfigs, the
+    /// encryption configuration), by name: what an apply may find already in place.
+    pub listed: BTreeMap<String, Secret>,
 }
 
-/// Reads the PKI Secrets this tenant owns (by label and ownerReference: another tenant's
-/// `<x>-etcd-ca` can share a prefix with ours).
-pub async fn existing(client: &Client, tenant: &Tenant) -> Result<ExistingSecrets, Error> {
+/// Reads the Secrets this tenant owns (by label and ownerReference: another tenant's
+/// `<x>-etcd-ca` can share a prefix with ours): the PKI's, and all of them by name.
+pub async fn existing(
+    client: &Client,
+    tenant: &Tenant,
+) -> Result<(ExistingSecrets, BTreeMap<String, Secret>), Error> {
     let api: Api<Secret> = Api::namespaced(client.clone(), &tenant.namespace);
     let selector = format!("{}={}", build::TENANT_LABEL, tenant.name);
     let list = api
@@ -31,17 +37,19 @@ pub async fn existing(client: &Client, tenant: &Tenant) -> Result<ExistingSecret
         .await
         .map_err(Error::kube("list", "Secret", &selector))?;
     let mut out = ExistingSecrets::new();
+    let mut listed = BTreeMap::new();
     for secret in list.items {
         let owned = secret
             .owner_references()
             .iter()
             .any(|o| o.uid == tenant.owner.uid);
-        let Some(item) = Item::from_secret_name(&tenant.name, &secret.name_any()) else {
-            continue;
-        };
         if !owned {
             continue;
         }
+        listed.insert(secret.name_any(), secret.clone());
+        let Some(item) = Item::from_secret_name(&tenant.name, &secret.name_any()) else {
+            continue;
+        };
         let data: BTreeMap<String, Vec<u8>> = secret
             .data
             .unwrap_or_default()
@@ -50,7 +58,7 @@ pub async fn existing(client: &Client, tenant: &Tenant) -> Result<ExistingSecret
             .collect();
         out.insert(item, data);
     }
-    Ok(out)
+    Ok((out, listed))
 }
 
 /// Plans, issues what is missing or due, and writes it, roots first.
@@ -59,7 +67,7 @@ pub async fn ensure(
     tenant: &Tenant,
     inputs: &PkiInputs,
 ) -> Result<PkiState, Error> {
-    let existing = existing(client, tenant).await?;
+    let (existing, listed) = existing(client, tenant).await?;
     let now = time::OffsetDateTime::now_utc();
     let plan = match pki::plan(inputs, &existing, now) {
         Ok(plan) => plan,
@@ -89,5 +97,6 @@ pub async fn ensure(
         pki,
         written,
         existed: !existing.is_empty(),
+        listed,
     })
 }
