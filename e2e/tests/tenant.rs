@@ -746,3 +746,95 @@ async fn assert_plugin(plugin: &str, env: &TestEnv, tcp: &Tcp<'_>) -> Result<()>
     );
     Ok(())
 }
+
+/// `hostplane.dev/paused: "true"` stops all reconciliation: the TCP says so in a Paused
+/// condition, and a control-plane Deployment scaled to 0 by hand stays at 0 (the operator's
+/// watch of it still fires, the operator does nothing). Removing the annotation brings the
+/// replica back and the condition goes.
+#[tokio::test]
+async fn a_paused_tenant_is_left_alone_until_unpaused() -> Result<()> {
+    let _operator = OPERATOR.read().await;
+    install_crds().await?;
+    let env = TestEnv::new("tcp-paused").await?;
+    let tcp = Tcp::apply(&env, "p1").await?;
+    tcp.wait_ready().await?;
+    let object = "tcp/p1";
+    env.kubectl(&["annotate", object, "hostplane.dev/paused=true"])
+        .await?
+        .ok()
+        .context("annotating the TCP paused")?;
+    let paused = "jsonpath={.status.conditions[?(@.type==\"Paused\")].status}";
+    poll_until(
+        "tcp/p1 says it is paused",
+        Duration::from_secs(60),
+        || async {
+            let out = env.kubectl(&["get", object, "-o", paused]).await?.ok()?;
+            Ok(if out.stdout.trim() == "True" {
+                Attempt::Done(())
+            } else {
+                Attempt::NotYet(format!("Paused={:?}", out.stdout.trim()))
+            })
+        },
+    )
+    .await?;
+    let events = env
+        .kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=Paused",
+            "-o",
+            "name",
+        ])
+        .await?
+        .ok()?;
+    ensure!(
+        !events.stdout.trim().is_empty(),
+        "no Paused Event for tcp/p1"
+    );
+
+    env.kubectl(&["scale", "deployment/p1-scheduler", "--replicas=0"])
+        .await?
+        .ok()
+        .context("scaling the scheduler to 0 by hand")?;
+    let replicas = || async {
+        let out = env
+            .kubectl(&[
+                "get",
+                "deployment/p1-scheduler",
+                "-o",
+                "jsonpath={.spec.replicas}",
+            ])
+            .await?
+            .ok()?;
+        Ok::<_, anyhow::Error>(out.stdout.trim().to_owned())
+    };
+    // The Deployment's change reaches the operator within a second or two (its watch); unpaused,
+    // it would re-apply the replica count at once (the unpause below shows it does).
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    ensure!(
+        replicas().await? == "0",
+        "the operator changed the scheduler of a paused TCP (replicas {})",
+        replicas().await?
+    );
+
+    env.kubectl(&["annotate", object, "hostplane.dev/paused-"])
+        .await?
+        .ok()
+        .context("removing the paused annotation")?;
+    poll_until(
+        "tcp/p1's scheduler is back at 1 replica and the Paused condition gone",
+        Duration::from_secs(60),
+        || async {
+            let r = replicas().await?;
+            let p = env.kubectl(&["get", object, "-o", paused]).await?.ok()?;
+            Ok(if r == "1" && p.stdout.trim().is_empty() {
+                Attempt::Done(())
+            } else {
+                Attempt::NotYet(format!("replicas {r}, Paused={:?}", p.stdout.trim()))
+            })
+        },
+    )
+    .await?;
+    tcp.wait_ready().await
+}

@@ -13,6 +13,8 @@ pub const API_SERVER_READY: &str = "APIServerReady";
 pub const CONTROLLERS_READY: &str = "ControllersReady";
 pub const ADDONS_READY: &str = "AddonsReady";
 pub const READY: &str = "Ready";
+/// Present only while the TCP carries `hostplane.dev/paused: "true"`.
+pub const PAUSED: &str = "Paused";
 
 /// One observation: a condition as the reconcile sees it now, without timestamps.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -29,6 +29,10 @@ mod tests;
 /// list, so adding a minor here is the whole change on the API side.
 pub const SUPPORTED_MINORS: [u32; 2] = [35, 36];
 
+/// Annotation that stops all reconciliation of a TenantControlPlane while it is `"true"`: the
+/// operator changes none of its objects (the `Paused` condition says so) until it is removed.
+pub const PAUSED_ANNOTATION: &str = "hostplane.dev/paused";
+
 /// The image registry used when `spec.registry` is unset.
 pub const DEFAULT_REGISTRY: &str = "registry.k8s.io";
 /// `spec.network.serviceCIDR` when unset.
@@ -105,11 +109,31 @@ pub struct TenantControlPlaneSpec {
     #[serde(default)]
     pub addons: AddonsSpec,
 
+    /// How the control plane is sized and tuned: `Standard` (upstream defaults) or `Small` (many
+    /// small or mostly idle tenants on one seed: smaller requests, a Go heap that grows less, an
+    /// etcd that keeps fewer entries in memory). Changing it rolls the control plane.
+    #[serde(default)]
+    pub profile: Profile,
+
     /// Registry the control plane images are pulled from (images keep their upstream names, e.g.
     /// `<registry>/kube-apiserver:v1.36.3`). Unset means registry.k8s.io.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 255))]
     pub registry: Option<String>,
+}
+
+/// How a TenantControlPlane's components are sized and tuned (docs/tenant-control-plane.md lists
+/// every setting of each). `resources` and `extraArgs` set in the spec win over the profile's.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+pub enum Profile {
+    /// Upstream defaults (kubeadm's flags), requests sized for a cluster with nodes and workloads.
+    #[default]
+    Standard,
+    /// For many small or mostly idle tenants on one seed: smaller CPU and memory requests, Go's
+    /// garbage collector run earlier (GOGC), etcd keeping fewer Raft entries in memory.
+    Small,
 }
 
 // The version rules. A rule's `self` is the version string; `oldSelf` the stored one on update.

@@ -14,6 +14,7 @@ use super::pod::{
     CONFIG_HASH, SecretHashes, container_security, flags, pod_security, probes, secret_volume,
     typed, with,
 };
+use super::profile::{self, Component};
 use super::{BuildError, Tenant, etcd};
 use crate::pki::{CA_CRT, Item, SA_KEY, SA_PUB, TLS_CRT, TLS_KEY};
 
@@ -123,7 +124,8 @@ pub fn deployment(tenant: &Tenant, hashes: &SecretHashes) -> Result<Deployment, 
         .map(|(v, s, keys, path)| secret_volume(v, s, keys, path))
         .unzip();
     let secrets: Vec<String> = mounts.iter().map(|(_, s, _, _)| s.clone()).collect();
-    let defaults = default_flags(tenant);
+    let tuning = profile::tuning(tenant.spec.profile, Component::ApiServer);
+    let defaults = tuning.flags(default_flags(tenant));
     let probes = probes(
         &json!({"port": 6443, "scheme": "HTTPS"}),
         "/readyz",
@@ -148,11 +150,9 @@ pub fn deployment(tenant: &Tenant, hashes: &SecretHashes) -> Result<Deployment, 
                             "imagePullPolicy": "IfNotPresent",
                             "command": ["kube-apiserver"],
                             "args": flags(&defaults, &spec.extra_args),
+                            "env": tuning.env(vec![]),
                             "ports": [{"name": "https", "containerPort": 6443}],
-                            "resources": spec.resources.clone().map_or_else(
-                                || json!({"requests": {"cpu": "100m", "memory": "256Mi"}}),
-                                |r| json!(r),
-                            ),
+                            "resources": tuning.resources(spec.resources.as_ref()),
                             "securityContext": container_security(),
                             "volumeMounts": volume_mounts,
                         }), probes)],

@@ -8,6 +8,7 @@ use super::pod::{
     CONFIG_HASH, SecretHashes, container_security, flags, pod_security, probes, secret_volume,
     typed, with,
 };
+use super::profile::{self, Component};
 use super::{BuildError, Tenant, kubeconfig};
 use crate::pki::{CA_CRT, Item, SA_KEY, TLS_CRT, TLS_KEY};
 
@@ -83,8 +84,7 @@ fn controller_manager(tenant: &Tenant, hashes: &SecretHashes) -> Result<Deployme
     component(
         tenant,
         hashes,
-        "kube-controller-manager",
-        10257,
+        &CONTROLLER_MANAGER,
         spec,
         &mounts,
         &defaults,
@@ -107,24 +107,35 @@ fn scheduler(tenant: &Tenant, hashes: &SecretHashes) -> Result<Deployment, Build
         ("bind-address", "0.0.0.0".to_owned()),
         ("leader-elect", (spec.replicas > 1).to_string()),
     ];
-    component(
-        tenant,
-        hashes,
-        "kube-scheduler",
-        10259,
-        spec,
-        &mounts,
-        &defaults,
-    )
+    component(tenant, hashes, &SCHEDULER, spec, &mounts, &defaults)
 }
+
+/// A component's binary: its name (also its container's and command's), its profile entry and
+/// the port of its health endpoint.
+#[derive(Clone, Copy)]
+struct Binary {
+    name: &'static str,
+    profile: Component,
+    health_port: i32,
+}
+
+const CONTROLLER_MANAGER: Binary = Binary {
+    name: "kube-controller-manager",
+    profile: Component::ControllerManager,
+    health_port: 10257,
+};
+const SCHEDULER: Binary = Binary {
+    name: "kube-scheduler",
+    profile: Component::Scheduler,
+    health_port: 10259,
+};
 
 type Mount<'a> = (&'a str, String, Vec<&'a str>, String);
 
 fn component(
     tenant: &Tenant,
     hashes: &SecretHashes,
-    component: &str,
-    health_port: i32,
+    binary: &Binary,
     spec: &hostplane_api::v1alpha1::ComponentSpec,
     mounts: &[Mount<'_>],
     defaults: &[(&str, String)],
@@ -134,6 +145,13 @@ fn component(
         .map(|(v, s, keys, path)| secret_volume(v, s, keys, path))
         .unzip();
     let secrets: Vec<String> = mounts.iter().map(|(_, s, _, _)| s.clone()).collect();
+    let Binary {
+        name: component,
+        profile: which,
+        health_port,
+    } = *binary;
+    let tuning = profile::tuning(tenant.spec.profile, which);
+    let defaults = tuning.flags(defaults.to_vec());
     let probes = probes(
         &json!({"port": health_port, "scheme": "HTTPS"}),
         "/healthz",
@@ -157,11 +175,9 @@ fn component(
                             "image": tenant.image(&format!("{component}:v{}", tenant.spec.version)),
                             "imagePullPolicy": "IfNotPresent",
                             "command": [component],
-                            "args": flags(defaults, &spec.extra_args),
-                            "resources": spec.resources.clone().map_or_else(
-                                || json!({"requests": {"cpu": "50m", "memory": "64Mi"}}),
-                                |r| json!(r),
-                            ),
+                            "args": flags(&defaults, &spec.extra_args),
+                            "env": tuning.env(vec![]),
+                            "resources": tuning.resources(spec.resources.as_ref()),
                             "securityContext": container_security(),
                             "volumeMounts": volume_mounts,
                         }), probes)],

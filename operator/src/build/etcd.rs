@@ -8,6 +8,7 @@ use serde_json::json;
 use super::pod::{
     CONFIG_HASH, SecretHashes, container_security, pod_security, probes, secret_volume, typed, with,
 };
+use super::profile::{self, Component};
 use super::{BuildError, Tenant};
 use crate::pki::{CA_CRT, Item, TLS_CRT, TLS_KEY};
 
@@ -68,6 +69,7 @@ pub fn build(tenant: &Tenant, hashes: &SecretHashes) -> Result<Etcd, BuildError>
     let (peer_vol, peer_mount) =
         secret_volume("peer-pki", &peer, &[TLS_CRT, TLS_KEY, CA_CRT], PEER_PKI);
     let args = args(tenant, &domain, &initial_cluster);
+    let tuning = profile::tuning(tenant.spec.profile, Component::Etcd);
     let probes = probes(&json!({"port": 2381}), "/readyz", "/livez");
     let mut storage = json!({"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": managed.storage.size}}});
     if let Some(class) = &managed.storage.storage_class_name {
@@ -97,16 +99,13 @@ pub fn build(tenant: &Tenant, hashes: &SecretHashes) -> Result<Etcd, BuildError>
                             "imagePullPolicy": "IfNotPresent",
                             "command": ["etcd"],
                             "args": args,
-                            "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                            "env": tuning.env(vec![json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})]),
                             "ports": [
                                 {"name": "client", "containerPort": 2379},
                                 {"name": "peer", "containerPort": 2380},
                                 {"name": "metrics", "containerPort": 2381},
                             ],
-                            "resources": managed.resources.clone().map_or_else(
-                                || json!({"requests": {"cpu": "50m", "memory": "64Mi"}}),
-                                |r| json!(r),
-                            ),
+                            "resources": tuning.resources(managed.resources.as_ref()),
                             "securityContext": container_security(),
                             "volumeMounts": [server_mount, peer_mount, {"name": "data", "mountPath": "/var/lib/etcd"}],
                         }), probes)],
@@ -139,30 +138,42 @@ pub fn build(tenant: &Tenant, hashes: &SecretHashes) -> Result<Etcd, BuildError>
     })
 }
 
-/// etcd's flags: mutual TLS for clients and peers, every member named by its DNS name.
+/// etcd's flags: mutual TLS for clients and peers, every member named by its DNS name; the
+/// profile's over them.
 fn args(tenant: &Tenant, domain: &str, initial_cluster: &[String]) -> Vec<String> {
-    vec![
-        "--name=$(POD_NAME)".to_owned(),
-        "--data-dir=/var/lib/etcd/data".to_owned(),
-        "--listen-client-urls=https://0.0.0.0:2379".to_owned(),
-        format!("--advertise-client-urls=https://$(POD_NAME).{domain}:2379"),
-        "--listen-peer-urls=https://0.0.0.0:2380".to_owned(),
-        format!("--initial-advertise-peer-urls=https://$(POD_NAME).{domain}:2380"),
-        format!("--initial-cluster={}", initial_cluster.join(",")),
-        "--initial-cluster-state=new".to_owned(),
-        format!("--initial-cluster-token={}", tenant.name),
-        "--client-cert-auth=true".to_owned(),
-        format!("--trusted-ca-file={SERVER_PKI}/{CA_CRT}"),
-        format!("--cert-file={SERVER_PKI}/{TLS_CRT}"),
-        format!("--key-file={SERVER_PKI}/{TLS_KEY}"),
-        "--peer-client-cert-auth=true".to_owned(),
-        format!("--peer-trusted-ca-file={PEER_PKI}/{CA_CRT}"),
-        format!("--peer-cert-file={PEER_PKI}/{TLS_CRT}"),
-        format!("--peer-key-file={PEER_PKI}/{TLS_KEY}"),
-        "--listen-metrics-urls=http://0.0.0.0:2381".to_owned(),
-        // Small tenants: compact often and snapshot less, so an idle member stays small.
-        "--auto-compaction-mode=periodic".to_owned(),
-        "--auto-compaction-retention=5m".to_owned(),
-        "--snapshot-count=10000".to_owned(),
-    ]
+    let defaults = vec![
+        ("name", "$(POD_NAME)".to_owned()),
+        ("data-dir", "/var/lib/etcd/data".to_owned()),
+        ("listen-client-urls", "https://0.0.0.0:2379".to_owned()),
+        (
+            "advertise-client-urls",
+            format!("https://$(POD_NAME).{domain}:2379"),
+        ),
+        ("listen-peer-urls", "https://0.0.0.0:2380".to_owned()),
+        (
+            "initial-advertise-peer-urls",
+            format!("https://$(POD_NAME).{domain}:2380"),
+        ),
+        ("initial-cluster", initial_cluster.join(",")),
+        ("initial-cluster-state", "new".to_owned()),
+        ("initial-cluster-token", tenant.name.clone()),
+        ("client-cert-auth", "true".to_owned()),
+        ("trusted-ca-file", format!("{SERVER_PKI}/{CA_CRT}")),
+        ("cert-file", format!("{SERVER_PKI}/{TLS_CRT}")),
+        ("key-file", format!("{SERVER_PKI}/{TLS_KEY}")),
+        ("peer-client-cert-auth", "true".to_owned()),
+        ("peer-trusted-ca-file", format!("{PEER_PKI}/{CA_CRT}")),
+        ("peer-cert-file", format!("{PEER_PKI}/{TLS_CRT}")),
+        ("peer-key-file", format!("{PEER_PKI}/{TLS_KEY}")),
+        ("listen-metrics-urls", "http://0.0.0.0:2381".to_owned()),
+        // Compact often, so an idle member stays small.
+        ("auto-compaction-mode", "periodic".to_owned()),
+        ("auto-compaction-retention", "5m".to_owned()),
+        ("snapshot-count", "10000".to_owned()),
+    ];
+    profile::tuning(tenant.spec.profile, Component::Etcd)
+        .flags(defaults)
+        .into_iter()
+        .map(|(k, v)| format!("--{k}={v}"))
+        .collect()
 }

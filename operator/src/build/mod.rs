@@ -10,6 +10,7 @@ pub mod kubeconfig;
 pub mod node_bootstrap;
 pub mod pki_secrets;
 mod pod;
+pub mod profile;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -692,3 +692,76 @@ mod addons {
         );
     }
 }
+
+fn containers(c: &Children) -> Vec<k8s_openapi::api::core::v1::Container> {
+    let pods = c
+        .deployments
+        .iter()
+        .map(|d| d.spec.as_ref().unwrap().template.clone())
+        .chain(
+            c.statefulsets
+                .iter()
+                .map(|s| s.spec.as_ref().unwrap().template.clone()),
+        );
+    pods.flat_map(|t| t.spec.unwrap().containers).collect()
+}
+
+fn env_names(c: &k8s_openapi::api::core::v1::Container) -> Vec<String> {
+    c.env.iter().flatten().map(|e| e.name.clone()).collect()
+}
+
+#[test]
+fn the_small_profile_tunes_every_component_and_standard_leaves_them_upstream() {
+    let (_, standard) = children(&json!({"version": "1.36.3"}));
+    let (_, small) = children(&json!({"version": "1.36.3", "profile": "Small"}));
+    let (standard, small) = (containers(&standard), containers(&small));
+    assert_eq!(standard.len(), 4);
+    for (std_c, small_c) in standard.iter().zip(&small) {
+        assert_eq!(std_c.name, small_c.name);
+        let extra: Vec<String> = env_names(std_c)
+            .into_iter()
+            .filter(|n| n != "POD_NAME")
+            .collect();
+        assert!(extra.is_empty(), "{}: Standard sets {extra:?}", std_c.name);
+        assert!(
+            env_names(small_c).contains(&"GOGC".to_owned()),
+            "{}",
+            small_c.name
+        );
+        assert_ne!(std_c.resources, small_c.resources, "{}", small_c.name);
+    }
+    let etcd = small.iter().find(|c| c.name == "etcd").unwrap();
+    let snapshot: Vec<&String> = etcd
+        .args
+        .iter()
+        .flatten()
+        .filter(|a| a.starts_with("--snapshot-count="))
+        .collect();
+    assert_eq!(snapshot, ["--snapshot-count=2000"]);
+}
+
+#[test]
+fn resources_in_the_spec_win_over_the_profile() {
+    let (_, c) = children(&json!({
+        "version": "1.36.3",
+        "profile": "Small",
+        "controlPlane": {"apiServer": {"resources": {"requests": {"memory": "1Gi"}}}},
+    }));
+    let api = containers(&c)
+        .into_iter()
+        .find(|c| c.name == "kube-apiserver")
+        .unwrap();
+    let requests = api.resources.unwrap().requests.unwrap();
+    assert_eq!(requests.get("memory").map(|q| q.0.as_str()), Some("1Gi"));
+    assert_eq!(requests.get("cpu"), None);
+}
+
+/// The controller applies the apiserver Service first (before the endpoint is known) and skips it
+/// among the children when it is the same object: it must not depend on the endpoint.
+#[test]
+fn the_apiserver_service_does_not_depend_on_the_endpoint() {
+    let spec = json!({"version": "1.36.3", "controlPlane": {"service": {"type": "NodePort"}}});
+    let (_, c) = children(&spec);
+    let unplaced = Tenant::new(&tcp(&spec), "cluster.local", None).unwrap();
+    assert!(c.services.contains(&apiserver::service(&unplaced)));
+}

@@ -148,6 +148,11 @@ async fn reconcile(tcp: Arc<TenantControlPlane>, ctx: Arc<Context>) -> Result<Ac
 }
 
 async fn reconcile_once(tcp: &Arc<TenantControlPlane>, ctx: &Context) -> Result<Action, Error> {
+    if is_paused(tcp) {
+        write_paused(tcp, ctx).await?;
+        // Removing the annotation is a change of the TCP, which wakes it.
+        return Ok(Action::await_change());
+    }
     let result = provision(tcp, ctx).await;
     let (observation, endpoint) = match &result {
         Ok((o, endpoint)) => (
@@ -201,6 +206,43 @@ async fn reconcile_once(tcp: &Arc<TenantControlPlane>, ctx: &Context) -> Result<
     })
 }
 
+/// Whether the TCP carries `hostplane.dev/paused: "true"`.
+fn is_paused(tcp: &TenantControlPlane) -> bool {
+    tcp.annotations()
+        .get(hostplane_api::v1alpha1::PAUSED_ANNOTATION)
+        .is_some_and(|v| v == "true")
+}
+
+/// A paused TCP's status: what it was, plus the Paused condition (written once, with an Event).
+async fn write_paused(tcp: &TenantControlPlane, ctx: &Context) -> Result<(), Error> {
+    let old = tcp.status.clone().unwrap_or_default();
+    let paused = Observed::new(
+        status::PAUSED,
+        true,
+        "Paused",
+        format!(
+            "annotation {}=\"true\": the operator changes nothing of this TenantControlPlane \
+             (nor reconciles, renews or repairs it) until the annotation is removed",
+            hostplane_api::v1alpha1::PAUSED_ANNOTATION
+        ),
+    );
+    let new = TenantControlPlaneStatus {
+        conditions: status::merge_conditions(
+            &old.conditions,
+            std::slice::from_ref(&paused),
+            tcp.metadata.generation,
+            Timestamp::now(),
+        ),
+        ..old.clone()
+    };
+    if !status::needs_write(Some(&old), &new) {
+        return Ok(());
+    }
+    patch_status(tcp, ctx, &new).await?;
+    publish(tcp, ctx, EventType::Normal, "Paused", paused.message).await;
+    Ok(())
+}
+
 /// Seconds between passes over a tenant that no event announces a change of.
 const RESYNC_SECONDS: u64 = 600;
 
@@ -226,7 +268,8 @@ async fn provision(
 
     // The apiserver Service first: its ClusterIP and node port are part of the endpoint, and the
     // endpoint is in the serving certificate.
-    let service = apply::apply(client, &build::apiserver::service(&unplaced)).await?;
+    let desired_service = build::apiserver::service(&unplaced);
+    let service = apply::apply(client, &desired_service).await?;
     let cluster_ip = service
         .spec
         .as_ref()
@@ -260,7 +303,11 @@ async fn provision(
     }
     let key = encryption::ensure_key(client, &tenant, pki_state.existed).await?;
     let children = build::build(&tenant, &pki_state.pki, &key)?;
-    let workloads = apply_children(client, &tenant, &children, &pki_state.listed).await?;
+    let applied = Applied {
+        secrets: &pki_state.listed,
+        service: &desired_service,
+    };
+    let workloads = apply_children(client, &tenant, &children, &applied).await?;
 
     let observation = observe(client, &tenant, &pki_state, &workloads, &probe_url).await?;
     Ok((observation, tenant.endpoint_url()))
@@ -442,11 +489,18 @@ async fn tenant_ready_and_bootstrapped(
 /// Applies every child, in rollout order (see [`rollout`]): the API server only once etcd has a
 /// majority ready, the controllers only once an API server is available. Skipping an apply
 /// removes nothing: a running component keeps running, its update waits.
+/// What a pass already holds before it applies the children: the Secrets as listed at its start,
+/// and the apiserver Service it applied first (for the endpoint).
+struct Applied<'a> {
+    secrets: &'a std::collections::BTreeMap<String, Secret>,
+    service: &'a Service,
+}
+
 async fn apply_children(
     client: &Client,
     tenant: &Tenant,
     children: &build::Children,
-    listed: &std::collections::BTreeMap<String, Secret>,
+    applied: &Applied<'_>,
 ) -> Result<Workloads, Error> {
     let build::Children {
         secrets,
@@ -456,7 +510,8 @@ async fn apply_children(
         pdbs,
     } = children;
     for s in secrets {
-        if listed
+        if applied
+            .secrets
             .get(&s.name_any())
             .is_some_and(|current| apply::already_applied(s, current))
         {
@@ -464,7 +519,7 @@ async fn apply_children(
         }
         apply::apply(client, s).await?;
     }
-    for s in services {
+    for s in services.iter().filter(|s| *s != applied.service) {
         apply::apply(client, s).await?;
     }
     let mut etcd = None;
@@ -598,10 +653,18 @@ async fn write_status(
 ) -> Result<(), Error> {
     let old = tcp.status.as_ref();
     let phase = status::phase(observation.ready, failed);
+    // A Paused condition stays only while the TCP is paused.
+    let current: Vec<_> = old
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| c.type_ != status::PAUSED)
+        .cloned()
+        .collect();
     let new = TenantControlPlaneStatus {
         phase: Some(phase),
         conditions: status::merge_conditions(
-            old.map(|s| s.conditions.as_slice()).unwrap_or_default(),
+            &current,
             &observation.conditions,
             tcp.metadata.generation,
             Timestamp::now(),
@@ -625,35 +688,58 @@ async fn write_status(
     if !status::needs_write(old, &new) {
         return Ok(());
     }
+    patch_status(tcp, ctx, &new).await?;
+    if old.and_then(|s| s.phase) != Some(phase) {
+        let ready = observation.conditions.iter().find(|c| c.type_ == READY);
+        let type_ = if failed {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        let note = ready.map(|c| c.message.clone()).unwrap_or_default();
+        publish(tcp, ctx, type_, &format!("{phase:?}"), note).await;
+        info!(phase = ?phase, "phase changed");
+    }
+    Ok(())
+}
+
+/// Writes `status` (a merge patch of the status subresource).
+async fn patch_status(
+    tcp: &TenantControlPlane,
+    ctx: &Context,
+    status: &TenantControlPlaneStatus,
+) -> Result<(), Error> {
     let name = tcp.name_any();
     let api: Api<TenantControlPlane> =
         Api::namespaced(ctx.client.clone(), &tcp.namespace().unwrap_or_default());
     api.patch_status(
         &name,
         &PatchParams::default(),
-        &Patch::Merge(serde_json::json!({ "status": new })),
+        &Patch::Merge(serde_json::json!({ "status": status })),
     )
     .await
     .map_err(Error::kube("patch status of", "TenantControlPlane", &name))?;
-    if old.and_then(|s| s.phase) != Some(phase) {
-        let ready = observation.conditions.iter().find(|c| c.type_ == READY);
-        let event = Event {
-            type_: if failed {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: format!("{phase:?}"),
-            note: ready.map(|c| c.message.clone()),
-            action: "Reconcile".to_owned(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&event, &tcp.object_ref(&())).await {
-            warn!(error = %e, "publishing an Event failed");
-        }
-        info!(phase = ?phase, "phase changed");
-    }
     Ok(())
+}
+
+/// Publishes an Event about the TCP; a failure is logged, never the pass's error.
+async fn publish(
+    tcp: &TenantControlPlane,
+    ctx: &Context,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &tcp.object_ref(&())).await {
+        warn!(error = %e, "publishing an Event failed");
+    }
 }
 
 /// Per-object exponential backoff (kube-runtime has none): 5 s doubling to 5 minutes. An error

@@ -165,6 +165,7 @@ fn default_spec() -> TenantControlPlaneSpec {
             bootstrap_token_ttl: "24h".into(),
         },
         addons: AddonsSpec::default(),
+        profile: Profile::Standard,
         registry: None,
     }
 }
@@ -268,6 +269,7 @@ fn full_spec() -> TenantControlPlaneSpec {
             core_dns: AddonSpec { enabled: true },
             kube_proxy: AddonSpec { enabled: false },
         },
+        profile: Profile::Small,
         registry: Some("registry.example.com/mirror".into()),
     }
 }
@@ -288,6 +290,7 @@ fn full_spec_round_trips_through_json_and_yaml() {
         "/network/podCIDR",
         "/network/dnsServiceIP",
         "/network/clusterDomain",
+        "/profile",
     ] {
         assert!(
             json.pointer(pointer).is_some(),
@@ -484,6 +487,9 @@ fn control_plane_openapi_bounds() {
         json!(["ClusterIP", "NodePort", "LoadBalancer"])
     );
     assert_eq!(service["type"]["default"], json!("ClusterIP"));
+    let profile = &spec_schema()["properties"]["profile"];
+    assert_eq!(profile["enum"], json!(["Standard", "Small"]));
+    assert_eq!(profile["default"], json!("Standard"));
     assert_eq!(
         (&service["port"]["minimum"], &service["port"]["maximum"]),
         (&json!(1.0), &json!(65535.0))
