@@ -20,3 +20,19 @@ k8s_bin_dir() { echo "$HP_CACHE/kubernetes/v$1/bin"; }
 etcd_bin_dir() { echo "$HP_CACHE/etcd/v$ETCD_VERSION/bin"; }
 coredns_bin_dir() { echo "$HP_CACHE/coredns/v$COREDNS_VERSION/bin"; }
 helm_bin_dir() { echo "$HP_CACHE/helm/v$HELM_VERSION/bin"; }
+
+# operator_leader: the name of the operator pod that holds its Lease, waiting up to 60 s (a fresh
+# install hands the Lease over within its 15 s term). Fails when none does.
+operator_leader() {
+  local i holder
+  for ((i = 0; i < 30; i++)); do
+    holder=$(kubectl -n hostplane-system get lease hostplane-operator -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true)
+    if [[ -n $holder ]] && kubectl -n hostplane-system get pod "$holder" >/dev/null 2>&1; then
+      echo "$holder"
+      return 0
+    fi
+    sleep 2
+  done
+  hp_log "no operator holds the Lease: install it first (make up)"
+  return 1
+}

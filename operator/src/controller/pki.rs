@@ -20,7 +20,8 @@ pub struct PkiState {
     /// Whether any PKI Secret existed before this pass: a control plane that was provisioned once.
     pub existed: bool,
     /// Every Secret of this tenant as listed before this pass wrote (PKI, kubeconfigs, the
-    /// encryption configuration), by name: what an apply may find already in place.
+    /// encryption configuration), and the PKI Secrets as this pass wrote them, by name: what an
+    /// apply of the children may find already in place (and skip).
     pub listed: BTreeMap<String, Secret>,
 }
 
@@ -67,7 +68,7 @@ pub async fn ensure(
     tenant: &Tenant,
     inputs: &PkiInputs,
 ) -> Result<PkiState, Error> {
-    let (existing, listed) = existing(client, tenant).await?;
+    let (existing, mut listed) = existing(client, tenant).await?;
     let now = time::OffsetDateTime::now_utc();
     let plan = match pki::plan(inputs, &existing, now) {
         Ok(plan) => plan,
@@ -89,8 +90,10 @@ pub async fn ensure(
                     secret.name_any()
                 )));
             }
+            listed.insert(secret.name_any(), secret);
         } else {
-            apply(client, &secret).await?;
+            let current = apply(client, &secret).await?;
+            listed.insert(current.name_any(), current);
         }
     }
     Ok(PkiState {
