@@ -239,7 +239,7 @@ async fn write_paused(tcp: &TenantControlPlane, ctx: &Context) -> Result<(), Err
         return Ok(());
     }
     patch_status(tcp, ctx, &new).await?;
-    publish(tcp, ctx, EventType::Normal, "Paused", paused.message).await;
+    publish(tcp, ctx, EventType::Normal, "Paused", Some(paused.message)).await;
     Ok(())
 }
 
@@ -486,16 +486,17 @@ async fn tenant_ready_and_bootstrapped(
     })
 }
 
-/// Applies every child, in rollout order (see [`rollout`]): the API server only once etcd has a
-/// majority ready, the controllers only once an API server is available. Skipping an apply
-/// removes nothing: a running component keeps running, its update waits.
-/// What a pass already holds before it applies the children: the Secrets as listed at its start,
-/// and the apiserver Service it applied first (for the endpoint).
+/// What a pass already holds before it applies the children: the Secrets as listed at its start
+/// and as `pki::ensure` wrote them, and the apiserver Service it applied first (for the endpoint).
 struct Applied<'a> {
     secrets: &'a std::collections::BTreeMap<String, Secret>,
     service: &'a Service,
 }
 
+/// Applies every child, in rollout order (see [`rollout`]): the API server only once etcd has a
+/// majority ready, the controllers only once an API server is available. Skipping an apply
+/// removes nothing: a running component keeps running, its update waits. What `applied` holds
+/// unchanged is not applied again.
 async fn apply_children(
     client: &Client,
     tenant: &Tenant,
@@ -696,7 +697,7 @@ async fn write_status(
         } else {
             EventType::Normal
         };
-        let note = ready.map(|c| c.message.clone()).unwrap_or_default();
+        let note = ready.map(|c| c.message.clone());
         publish(tcp, ctx, type_, &format!("{phase:?}"), note).await;
         info!(phase = ?phase, "phase changed");
     }
@@ -728,12 +729,12 @@ async fn publish(
     ctx: &Context,
     type_: EventType,
     reason: &str,
-    note: String,
+    note: Option<String>,
 ) {
     let event = Event {
         type_,
         reason: reason.to_owned(),
-        note: Some(note),
+        note,
         action: "Reconcile".to_owned(),
         secondary: None,
     };
