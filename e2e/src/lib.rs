@@ -567,13 +567,32 @@ impl Drop for TestNamespace {
                 let client = tokio::time::timeout(COMMAND_TIMEOUT, client())
                     .await
                     .context("timed out connecting")??;
+                // Deleting a namespace that holds a TenantControlPlane is refused until each
+                // carries the confirmation (manifests/, deletion protection): a test's cleanup
+                // confirms what it made.
+                tokio::time::timeout(COMMAND_TIMEOUT, confirm_tcp_deletion(&client, &name))
+                    .await
+                    .context("timed out confirming the deletion of its TenantControlPlanes")??;
                 let namespaces = Api::<Namespace>::all(client);
                 let params = DeleteParams::background();
-                tokio::time::timeout(COMMAND_TIMEOUT, namespaces.delete(&name, &params))
-                    .await
-                    .context("timed out")?
-                    .context("deleting")?;
-                Ok(())
+                // The policy reads the TenantControlPlanes from its own cache, which may not have
+                // seen the confirmation yet: a refusal is retried for a few seconds.
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    match tokio::time::timeout(COMMAND_TIMEOUT, namespaces.delete(&name, &params))
+                        .await
+                        .context("timed out")?
+                    {
+                        Err(kube::Error::Api(status)) if status.code == 403 && attempts < 20 => {
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                        result => {
+                            result.context("deleting")?;
+                            return Ok(());
+                        }
+                    }
+                }
             })
         })
         .join();
@@ -588,6 +607,39 @@ impl Drop for TestNamespace {
             self.name
         );
     }
+}
+
+/// The annotation a TenantControlPlane needs before it (or its namespace) may be deleted.
+pub const CONFIRM_DELETION: &str = "hostplane.dev/confirm-deletion";
+
+/// Sets `hostplane.dev/confirm-deletion: "true"` on every TenantControlPlane in `namespace`
+/// (none where the CRD is not installed).
+pub async fn confirm_tcp_deletion(client: &Client, namespace: &str) -> Result<()> {
+    use kube::api::{Patch, PatchParams};
+    use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("hostplane.dev", "v1alpha1", "TenantControlPlane"),
+        "tenantcontrolplanes",
+    );
+    let tcps: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let list = match tcps.list_metadata(&ListParams::default()).await {
+        Ok(list) => list,
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
+        Err(e) => return Err(e).context("listing TenantControlPlanes"),
+    };
+    let patch = serde_json::json!({"metadata": {"annotations": {CONFIRM_DELETION: "true"}}});
+    for tcp in list.items {
+        let name = tcp.name_any();
+        match tcps
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => return Err(e).with_context(|| format!("annotating tcp {name}")),
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

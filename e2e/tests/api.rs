@@ -71,6 +71,10 @@ async fn bad_specs_are_refused_with_their_message() -> Result<()> {
             "version: \"1.36.3\"\nnodes: {bootstrapTokenTTL: 169h}",
             "from 15m to 168h",
         ),
+        (
+            "version: \"1.36.3\"\nhibernation:\n  schedules: [{location: UTC}]",
+            "a hibernation schedule needs a start, an end or both",
+        ),
     ];
     let problems = refusals(&env, "bad", &cases).await?;
     ensure!(problems.is_empty(), "{}", problems.join("\n\n"));

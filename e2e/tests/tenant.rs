@@ -12,6 +12,8 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
+#[path = "tenant/day2.rs"]
+mod day2;
 #[path = "tenant/node_join.rs"]
 mod node_join;
 #[path = "tenant/operator.rs"]
@@ -234,8 +236,11 @@ async fn minimal_tcp_becomes_ready_and_its_kubeconfig_works() -> Result<()> {
         )?;
     }
 
-    // Deleting the TCP removes everything it created (owner references; PVCs by the
-    // StatefulSet's retention policy).
+    // Deleting the TCP (confirmed: deletion protection) removes everything it created (owner
+    // references; PVCs by the StatefulSet's retention policy).
+    env.kubectl(&["annotate", "tcp/t1", "hostplane.dev/confirm-deletion=true"])
+        .await?
+        .ok()?;
     env.kubectl(&["delete", "tcp", "t1", "--wait=true", "--timeout=50s"])
         .await?
         .ok()?;

@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod controller;
+pub mod hibernation;
 pub mod leader;
 pub mod metrics;
 pub mod pki;

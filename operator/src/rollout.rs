@@ -85,6 +85,40 @@ pub fn deployment_state(
     }
 }
 
+/// Pods of etcd that still exist (a StatefulSet counts its terminating pods too). A status not
+/// yet about the latest spec counts at least one: the scale-down has not been seen.
+pub fn running_pods(etcd: &StatefulSet) -> i32 {
+    let status = etcd.status.as_ref();
+    let pods = status.map_or(0, |s| s.replicas);
+    settled(
+        etcd.metadata.generation,
+        status.and_then(|s| s.observed_generation),
+        pods,
+    )
+}
+
+/// Pods of a Deployment that still run, and those still terminating where the API server
+/// reports them; at least one while its status is not about the latest spec.
+pub fn running_deployment_pods(deployment: &Deployment) -> i32 {
+    let status = deployment.status.as_ref();
+    let pods = status.map_or(0, |s| {
+        s.replicas.unwrap_or(0) + s.terminating_replicas.unwrap_or(0)
+    });
+    settled(
+        deployment.metadata.generation,
+        status.and_then(|s| s.observed_generation),
+        pods,
+    )
+}
+
+fn settled(generation: Option<i64>, observed: Option<i64>, pods: i32) -> i32 {
+    if is_current(generation, observed) {
+        pods
+    } else {
+        pods.max(1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::apps::v1::{

@@ -33,6 +33,11 @@ pub const SUPPORTED_MINORS: [u32; 2] = [35, 36];
 /// operator changes none of its objects (the `Paused` condition says so) until it is removed.
 pub const PAUSED_ANNOTATION: &str = "hostplane.dev/paused";
 
+/// Annotation a TenantControlPlane must carry, set to `"true"`, before it can be deleted (and
+/// before the namespace holding it can be): the ValidatingAdmissionPolicies in manifests/ refuse
+/// the deletion otherwise.
+pub const CONFIRM_DELETION_ANNOTATION: &str = "hostplane.dev/confirm-deletion";
+
 /// The image registry used when `spec.registry` is unset.
 pub const DEFAULT_REGISTRY: &str = "registry.k8s.io";
 /// `spec.network.serviceCIDR` when unset.
@@ -115,6 +120,11 @@ pub struct TenantControlPlaneSpec {
     #[serde(default)]
     pub profile: Profile,
 
+    /// Hibernation: the control plane scaled to zero and etcd stopped, its volume kept, now or on
+    /// schedules. Unset: always awake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hibernation: Option<HibernationSpec>,
+
     /// Registry the control plane images are pulled from (images keep their upstream names, e.g.
     /// `<registry>/kube-apiserver:v1.36.3`). Unset means registry.k8s.io.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -134,6 +144,48 @@ pub enum Profile {
     /// For many small or mostly idle tenants on one seed: smaller CPU and memory requests, Go's
     /// garbage collector run earlier (GOGC), etcd keeping fewer Raft entries in memory.
     Small,
+}
+
+/// Hibernation: the API server, controller-manager and scheduler scaled to zero and etcd stopped,
+/// its volume kept (phase `Hibernated`, Ready False with reason `Hibernated`); waking starts them
+/// again with the data intact. `enabled` wins over the schedules when set.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HibernationSpec {
+    /// `true`: hibernate now; `false`: stay awake whatever the schedules say; unset: the schedules
+    /// decide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+
+    /// When to sleep and wake. The tenant sleeps while the latest `start` or `end` of all
+    /// schedules that has passed is a `start`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub schedules: Vec<HibernationSchedule>,
+}
+
+/// A hibernation schedule: cron expressions (`minute hour day-of-month month day-of-week`, e.g.
+/// `0 20 * * 1-5`) read in a time zone. The operator checks the expressions and the zone and
+/// reports a bad one in the Ready condition (reason `InvalidSpec`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("has(self.start) || has(self.end)")
+    .message("a hibernation schedule needs a start, an end or both"))]
+#[serde(rename_all = "camelCase")]
+pub struct HibernationSchedule {
+    /// When the tenant goes to sleep (cron expression).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 100))]
+    pub start: Option<String>,
+
+    /// When the tenant wakes up (cron expression).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 100))]
+    pub end: Option<String>,
+
+    /// IANA time zone the expressions are read in, e.g. `Europe/Berlin`. Unset: UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub location: Option<String>,
 }
 
 // The version rules. A rule's `self` is the version string; `oldSelf` the stored one on update.

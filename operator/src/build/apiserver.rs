@@ -135,7 +135,7 @@ pub fn deployment(tenant: &Tenant, hashes: &SecretHashes) -> Result<Deployment, 
         "kube-apiserver Deployment",
         json!({
             "spec": {
-                "replicas": spec.replicas,
+                "replicas": tenant.replicas(spec.replicas),
                 "selector": {"matchLabels": tenant.selector(COMPONENT)},
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
                 "template": {

@@ -162,7 +162,7 @@ fn component(
         "control-plane Deployment",
         json!({
             "spec": {
-                "replicas": spec.replicas,
+                "replicas": tenant.replicas(spec.replicas),
                 "selector": {"matchLabels": tenant.selector(component)},
                 "template": {
                     "metadata": {"labels": tenant.labels(component), "annotations": {CONFIG_HASH: hashes.over(&secrets)}},

@@ -83,7 +83,7 @@ pub fn build(tenant: &Tenant, hashes: &SecretHashes) -> Result<Etcd, BuildError>
         json!({
             "spec": {
                 "serviceName": name,
-                "replicas": managed.replicas,
+                "replicas": tenant.replicas(managed.replicas),
                 "podManagementPolicy": "Parallel",
                 "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"},
                 "selector": {"matchLabels": tenant.selector(COMPONENT)},

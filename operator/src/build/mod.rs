@@ -83,6 +83,8 @@ pub struct Tenant {
     pub seed_domain: String,
     /// Known once the apiserver Service exists.
     pub endpoint: Option<Endpoint>,
+    /// Hibernated (see `crate::hibernation`): every workload is built with zero replicas.
+    pub asleep: bool,
 }
 
 impl Tenant {
@@ -143,7 +145,13 @@ impl Tenant {
             dns_service_ip,
             seed_domain: seed_domain.to_owned(),
             endpoint,
+            asleep: false,
         })
+    }
+
+    /// `wanted` replicas, or none while the tenant hibernates.
+    pub fn replicas(&self, wanted: i32) -> i32 {
+        if self.asleep { 0 } else { wanted }
     }
 
     /// The apiserver Service's port.

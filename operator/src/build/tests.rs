@@ -765,3 +765,46 @@ fn the_apiserver_service_does_not_depend_on_the_endpoint() {
     let unplaced = Tenant::new(&tcp(&spec), "cluster.local", None).unwrap();
     assert!(c.services.contains(&apiserver::service(&unplaced)));
 }
+
+#[test]
+fn a_hibernated_tenant_has_every_workload_at_zero_and_the_same_pods_to_wake_to() {
+    let spec = json!({"version": "1.36.3", "controlPlane": {"apiServer": {"replicas": 2}}});
+    let awake_tenant = tenant(&spec);
+    let mut asleep_tenant = awake_tenant.clone();
+    asleep_tenant.asleep = true;
+    // One PKI for both: a different one would change the config hashes.
+    let pki = pki_for(&awake_tenant);
+    let awake = build(&awake_tenant, &pki, &KEY).unwrap();
+    let asleep = build(&asleep_tenant, &pki, &KEY).unwrap();
+    let replicas: Vec<i32> = asleep
+        .deployments
+        .iter()
+        .map(|d| d.spec.as_ref().unwrap().replicas.unwrap())
+        .chain(
+            asleep
+                .statefulsets
+                .iter()
+                .map(|s| s.spec.as_ref().unwrap().replicas.unwrap()),
+        )
+        .collect();
+    assert_eq!(replicas, [0, 0, 0, 0], "apiserver, kcm, scheduler, etcd");
+    assert_eq!(
+        awake.deployments[0].spec.as_ref().unwrap().replicas,
+        Some(2)
+    );
+    // Waking changes the replicas only: the pod templates (and so the config hashes, flags and
+    // the etcd member list) are the same asleep and awake.
+    for (a, b) in asleep.deployments.iter().zip(&awake.deployments) {
+        assert_eq!(
+            a.spec.as_ref().unwrap().template,
+            b.spec.as_ref().unwrap().template
+        );
+    }
+    assert_eq!(
+        asleep.statefulsets[0].spec.as_ref().unwrap().template,
+        awake.statefulsets[0].spec.as_ref().unwrap().template
+    );
+    // The Secrets and Services stay: the kubeconfig keeps working after waking.
+    assert_eq!(asleep.secrets, awake.secrets);
+    assert_eq!(asleep.services, awake.services);
+}

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use hostplane_api::v1alpha1::{
-    NodeCounts, SecretReference, TenantControlPlane, TenantControlPlaneStatus,
+    NodeCounts, Phase, SecretReference, TenantControlPlane, TenantControlPlaneStatus,
 };
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Node, Secret, Service};
@@ -131,11 +131,26 @@ struct Observation {
     due: Option<time::OffsetDateTime>,
     /// The tenant's nodes, when the pass reached inside the tenant.
     nodes: Option<NodeCounts>,
-    /// Nodes are registered but the addons do not run on them yet.
-    settling: bool,
-    /// Not ready because a seed workload is not: its status change is a watch event of an owned
-    /// StatefulSet or Deployment, so there is nothing to poll for.
-    awaits_seed: bool,
+    /// What the next pass waits for.
+    next: Next,
+    /// Hibernated (or going to sleep): the phase is Hibernated.
+    hibernated: bool,
+}
+
+/// What the next pass of a tenant waits for, after a pass that went through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    /// Nothing: periodic self-healing (ready, or hibernated with every pod gone).
+    Resync,
+    /// Nodes are registered but the addons do not run on them yet: nothing in the seed announces
+    /// a change inside the tenant, so look again in a minute.
+    NodesSettling,
+    /// A seed workload's status change, a watch event of an owned StatefulSet or Deployment: no
+    /// polling. (Polling every 5 s, 1000 TCPs whose pods could not start kept the seed's API
+    /// server busy and the operator re-reconciling instead of provisioning: e2e/bench/scale.)
+    SeedWorkload,
+    /// The workloads are up; whether the tenant answers is nothing the seed announces: poll.
+    TenantAnswer,
 }
 
 #[instrument(skip_all, fields(tcp = %tcp.name_any(), ns = tcp.namespace().unwrap_or_default()))]
@@ -153,7 +168,8 @@ async fn reconcile_once(tcp: &Arc<TenantControlPlane>, ctx: &Context) -> Result<
         // Removing the annotation is a change of the TCP, which wakes it.
         return Ok(Action::await_change());
     }
-    let result = provision(tcp, ctx).await;
+    // Boxed: the pass's future is large (its many awaits), and it is moved into the runtime.
+    let result = Box::pin(provision(tcp, ctx)).await;
     let (observation, endpoint) = match &result {
         Ok((o, endpoint)) => (
             Observation {
@@ -161,8 +177,8 @@ async fn reconcile_once(tcp: &Arc<TenantControlPlane>, ctx: &Context) -> Result<
                 ready: o.ready,
                 due: o.due,
                 nodes: o.nodes.clone(),
-                settling: o.settling,
-                awaits_seed: o.awaits_seed,
+                next: o.next,
+                hibernated: o.hibernated,
             },
             Some(endpoint.clone()),
         ),
@@ -172,8 +188,8 @@ async fn reconcile_once(tcp: &Arc<TenantControlPlane>, ctx: &Context) -> Result<
                 ready: false,
                 due: None,
                 nodes: None,
-                settling: false,
-                awaits_seed: false,
+                next: Next::TenantAnswer,
+                hibernated: false,
             },
             tcp.status.as_ref().and_then(|s| s.endpoint.clone()),
         ),
@@ -184,26 +200,20 @@ async fn reconcile_once(tcp: &Arc<TenantControlPlane>, ctx: &Context) -> Result<
     if let Ok(mut failures) = ctx.failures.lock() {
         failures.remove(&ObjectRef::from(tcp.as_ref()));
     }
-    Ok(if o.ready {
-        // Periodic self-healing, and whatever is due before; a pass over an unchanged tenant
-        // writes nothing.
-        let until_due = o.due.map_or(Duration::MAX, |due| {
-            let secs = (due - time::OffsetDateTime::now_utc()).whole_seconds();
-            Duration::from_secs(u64::try_from(secs).unwrap_or(0).max(1))
-        });
-        // Nodes joining (registered, addons not running yet): look again soon, since nothing
-        // in the seed announces a change inside the tenant.
-        let period = if o.settling { 60 } else { RESYNC_SECONDS };
-        Action::requeue(jittered(period, tcp.metadata.uid.as_deref()).min(until_due))
-    } else if o.awaits_seed {
-        // A safety net only: the owned workload's next status change wakes this TCP. (Polling
-        // every 5 s, 1000 TCPs whose pods could not start kept the seed's API server busy and
-        // the operator re-reconciling instead of provisioning: e2e/bench/scale.)
-        Action::requeue(jittered(RESYNC_SECONDS, tcp.metadata.uid.as_deref()))
-    } else {
-        // Workloads are up; whether the tenant answers is nothing the seed announces.
-        Action::requeue(Duration::from_secs(5))
-    })
+    // Whatever is due (a token rotation, a hibernation schedule) comes before any other wait.
+    let until_due = o.due.map_or(Duration::MAX, |due| {
+        let secs = (due - time::OffsetDateTime::now_utc()).whole_seconds();
+        Duration::from_secs(u64::try_from(secs).unwrap_or(0).max(1))
+    });
+    // A pass over an unchanged tenant writes nothing; the periodic one (a safety net only while
+    // a watch event is awaited) is spread over the tenants.
+    let uid = tcp.metadata.uid.as_deref();
+    let wait = match o.next {
+        Next::Resync | Next::SeedWorkload => jittered(RESYNC_SECONDS, uid),
+        Next::NodesSettling => jittered(60, uid),
+        Next::TenantAnswer => Duration::from_secs(5),
+    };
+    Ok(Action::requeue(wait.min(until_due)))
 }
 
 /// Whether the TCP carries `hostplane.dev/paused: "true"`.
@@ -282,8 +292,14 @@ async fn provision(
             ))
         })?;
     let endpoint = endpoint_of(client, &service, &cluster_ip).await?;
-    let tenant = Tenant::new(tcp, seed_domain, Some(endpoint))
+    let mut tenant = Tenant::new(tcp, seed_domain, Some(endpoint))
         .map_err(|e| Error::InvalidSpec(e.to_string()))?;
+    let sleep = crate::hibernation::decide(
+        tcp.spec.hibernation.as_ref(),
+        k8s_openapi::jiff::Timestamp::now(),
+    )
+    .map_err(|e| Error::InvalidSpec(e.to_string()))?;
+    tenant.asleep = sleep.asleep;
     let probe_url = format!(
         "https://{}:{}",
         build::url_host(&cluster_ip),
@@ -309,7 +325,17 @@ async fn provision(
     };
     let workloads = apply_children(client, &tenant, &children, &applied).await?;
 
-    let observation = observe(client, &tenant, &pki_state, &workloads, &probe_url).await?;
+    let mut observation = if tenant.asleep {
+        observe_asleep(&pki_state, &workloads, &sleep)
+    } else {
+        observe(client, &tenant, &pki_state, &workloads, &probe_url).await?
+    };
+    if let Some(next) = sleep
+        .next_change
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.as_second()).ok())
+    {
+        observation.due = Some(observation.due.map_or(next, |due| due.min(next)));
+    }
     Ok((observation, tenant.endpoint_url()))
 }
 
@@ -426,14 +452,79 @@ async fn observe(
         conditions.push(a.condition);
         a.nodes
     });
+    let next = if !(etcd.ready && apiserver.ready && controllers_ready) {
+        Next::SeedWorkload
+    } else if !ready {
+        Next::TenantAnswer
+    } else if settling {
+        Next::NodesSettling
+    } else {
+        Next::Resync
+    };
     Ok(Observation {
         conditions,
         ready,
         due: inside.due,
         nodes,
-        settling,
-        awaits_seed: !(etcd.ready && apiserver.ready && controllers_ready),
+        next,
+        hibernated: false,
     })
+}
+
+/// A hibernating tenant: nothing is asked of it (it does not answer); the conditions say it
+/// sleeps, and whether its pods are gone yet.
+fn observe_asleep(
+    pki_state: &pki::PkiState,
+    workloads: &Workloads,
+    sleep: &crate::hibernation::Sleep,
+) -> Observation {
+    let running = rollout::running_pods(&workloads.etcd)
+        + workloads
+            .apiserver
+            .iter()
+            .chain(&workloads.controllers)
+            .map(rollout::running_deployment_pods)
+            .sum::<i32>();
+    let (reason, message) = if running == 0 {
+        (
+            "Hibernated",
+            format!(
+                "hibernated ({}): no control-plane pod runs, etcd's volume is kept; the \
+                 kubeconfig works again once it wakes",
+                sleep.why
+            ),
+        )
+    } else {
+        (
+            "Hibernating",
+            format!(
+                "going to sleep ({}): {running} control-plane pod(s) still stopping",
+                sleep.why
+            ),
+        )
+    };
+    let mut conditions = vec![pki_condition(pki_state)];
+    for type_ in [ETCD_READY, API_SERVER_READY, CONTROLLERS_READY] {
+        conditions.push(Observed::new(
+            type_,
+            false,
+            reason,
+            "hibernated: scaled to zero",
+        ));
+    }
+    conditions.push(Observed::new(READY, false, reason, message));
+    Observation {
+        conditions,
+        ready: false,
+        due: None,
+        nodes: None,
+        next: if running > 0 {
+            Next::SeedWorkload
+        } else {
+            Next::Resync
+        },
+        hibernated: true,
+    }
 }
 
 /// The tenant's workloads as the seed returned them from the apply. A control-plane Deployment
@@ -523,6 +614,9 @@ async fn apply_children(
     for s in services.iter().filter(|s| *s != applied.service) {
         apply::apply(client, s).await?;
     }
+    if tenant.asleep {
+        return scale_to_zero(client, tenant, statefulsets, deployments).await;
+    }
     let mut etcd = None;
     for s in statefulsets {
         etcd = Some(apply::apply(client, s).await?);
@@ -547,6 +641,37 @@ async fn apply_children(
     for p in pdbs {
         apply::apply(client, p).await?;
     }
+    Ok(Workloads {
+        etcd,
+        apiserver,
+        controllers,
+    })
+}
+
+/// Hibernation: every Deployment at zero first, then etcd (its volume stays: `whenScaled:
+/// Retain`). No rollout order applies: nothing is started.
+async fn scale_to_zero(
+    client: &Client,
+    tenant: &Tenant,
+    statefulsets: &[StatefulSet],
+    deployments: &[Deployment],
+) -> Result<Workloads, Error> {
+    let apiserver_name = build::apiserver::name(tenant);
+    let mut apiserver = None;
+    let mut controllers = Vec::new();
+    for d in deployments {
+        let applied = apply::apply(client, d).await?;
+        if d.name_any() == apiserver_name {
+            apiserver = Some(applied);
+        } else {
+            controllers.push(applied);
+        }
+    }
+    let mut etcd = None;
+    for s in statefulsets {
+        etcd = Some(apply::apply(client, s).await?);
+    }
+    let etcd = etcd.ok_or_else(|| Error::Conflict("no etcd StatefulSet was built".to_owned()))?;
     Ok(Workloads {
         etcd,
         apiserver,
@@ -653,7 +778,11 @@ async fn write_status(
     failed: bool,
 ) -> Result<(), Error> {
     let old = tcp.status.as_ref();
-    let phase = status::phase(observation.ready, failed);
+    let phase = if observation.hibernated {
+        Phase::Hibernated
+    } else {
+        status::phase(observation.ready, failed)
+    };
     // A Paused condition stays only while the TCP is paused.
     let current: Vec<_> = old
         .map(|s| s.conditions.as_slice())

@@ -166,6 +166,7 @@ fn default_spec() -> TenantControlPlaneSpec {
         },
         addons: AddonsSpec::default(),
         profile: Profile::Standard,
+        hibernation: None,
         registry: None,
     }
 }
@@ -270,6 +271,14 @@ fn full_spec() -> TenantControlPlaneSpec {
             kube_proxy: AddonSpec { enabled: false },
         },
         profile: Profile::Small,
+        hibernation: Some(HibernationSpec {
+            enabled: Some(false),
+            schedules: vec![HibernationSchedule {
+                start: Some("0 20 * * 1-5".into()),
+                end: Some("0 7 * * 1-5".into()),
+                location: Some("Europe/Berlin".into()),
+            }],
+        }),
         registry: Some("registry.example.com/mirror".into()),
     }
 }
@@ -291,6 +300,7 @@ fn full_spec_round_trips_through_json_and_yaml() {
         "/network/dnsServiceIP",
         "/network/clusterDomain",
         "/profile",
+        "/hibernation/schedules/0/location",
     ] {
         assert!(
             json.pointer(pointer).is_some(),
@@ -458,6 +468,19 @@ fn service_node_port_only_with_type_node_port() {
             MSG_SERVICE_NODE_PORT,
         );
     }
+}
+
+#[test]
+fn hibernation_schedules_need_a_start_or_an_end() {
+    assert_accepted(&spec(&json!({"hibernation": {"enabled": true}})));
+    assert_accepted(&spec(
+        &json!({"hibernation": {"schedules": [{"start": "0 20 * * *"}, {"end": "0 7 * * *"}]}}),
+    ));
+    assert_refused(
+        &spec(&json!({"hibernation": {"schedules": [{"location": "UTC"}]}})),
+        "hibernation.schedules[0]",
+        "a hibernation schedule needs a start, an end or both",
+    );
 }
 
 /// Bounds that are plain OpenAPI (the API server's own messages); kube-cel does not evaluate
@@ -887,7 +910,7 @@ fn every_rule_has_a_message_and_bounded_input() {
         }
     });
     assert_eq!(
-        rules, 21,
+        rules, 22,
         "a rule was added or lost; update the tests and the e2e"
     );
 }
