@@ -5,11 +5,11 @@
 //! expression in the schedule's time zone, and the tenant sleeps while the latest of them that has
 //! passed (over all schedules) is a `start`. A start and an end at the same instant wake it.
 
-use croner::Cron;
 use hostplane_api::v1alpha1::HibernationSpec;
 use jiff::Timestamp;
-use jiff::tz::TimeZone;
 use thiserror::Error;
+
+use crate::schedule::{ScheduleError, occurrences};
 
 /// A schedule the operator cannot read; the message names the field and what to write instead.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -55,14 +55,6 @@ pub fn decide(spec: Option<&HibernationSpec>, now: Timestamp) -> Result<Sleep, H
     let mut latest: Option<(Timestamp, bool)> = None;
     let mut next: Option<Timestamp> = None;
     for (index, schedule) in spec.schedules.iter().enumerate() {
-        let zone = match &schedule.location {
-            None => TimeZone::UTC,
-            Some(location) => TimeZone::get(location).map_err(|_| HibernationError::Location {
-                index,
-                location: location.clone(),
-            })?,
-        };
-        let here = now.to_zoned(zone);
         for (field, expression, is_start) in [
             ("start", &schedule.start, true),
             ("end", &schedule.end, false),
@@ -70,24 +62,26 @@ pub fn decide(spec: Option<&HibernationSpec>, now: Timestamp) -> Result<Sleep, H
             let Some(expression) = expression else {
                 continue;
             };
-            let cron: Cron = expression.parse().map_err(|e: croner::errors::CronError| {
-                HibernationError::Cron {
+            let (previous, upcoming) = occurrences(expression, schedule.location.as_deref(), now)
+                .map_err(|e| match e {
+                ScheduleError::Location => HibernationError::Location {
+                    index,
+                    location: schedule.location.clone().unwrap_or_default(),
+                },
+                ScheduleError::Cron(why) => HibernationError::Cron {
                     index,
                     field,
                     expression: expression.clone(),
-                    why: e.to_string(),
-                }
+                    why,
+                },
             })?;
-            // An expression that never matches (30 February) has no occurrence: it never fires.
-            if let Ok(previous) = cron.find_previous_occurrence(&here, true) {
-                let at = previous.timestamp();
+            if let Some(at) = previous {
                 // Later wins; at the same instant, an end wins.
                 if latest.is_none_or(|(t, start)| at > t || (at == t && start && !is_start)) {
                     latest = Some((at, is_start));
                 }
             }
-            if let Ok(upcoming) = cron.find_next_occurrence(&here, false) {
-                let at = upcoming.timestamp();
+            if let Some(at) = upcoming {
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
         }

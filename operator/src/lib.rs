@@ -1,5 +1,6 @@
 //! The Hostplane operator's library: the pure building blocks the controller uses.
 
+pub mod backup;
 pub mod build;
 pub mod controller;
 pub mod hibernation;
@@ -7,4 +8,6 @@ pub mod leader;
 pub mod metrics;
 pub mod pki;
 pub mod rollout;
+pub mod schedule;
+pub mod snapshot;
 pub mod status;

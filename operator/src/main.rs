@@ -17,6 +17,11 @@ use tracing_subscriber::filter::LevelFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // The step backup Jobs run in the operator's image (see hostplane_operator::snapshot).
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("snapshot-finish") {
+        return snapshot_finish(args.get(1..).unwrap_or_default());
+    }
     // RUST_LOG selects what is logged (default: info); an invalid RUST_LOG is an error, not ignored.
     let filter = match EnvFilter::builder()
         .with_default_directive(LevelFilter::INFO.into())
@@ -64,17 +69,18 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let settings = hostplane_operator::controller::Settings {
-        seed_cluster_domain: std::env::var("HOSTPLANE_SEED_CLUSTER_DOMAIN")
-            .unwrap_or_else(|_| "cluster.local".to_owned()),
-        concurrency,
-    };
     let client = match kube::Client::try_default().await {
         Ok(client) => client,
         Err(e) => {
             tracing::error!(error = %e, "no seed cluster to talk to (KUBECONFIG or in-cluster config)");
             return ExitCode::FAILURE;
         }
+    };
+    let settings = hostplane_operator::controller::Settings {
+        seed_cluster_domain: std::env::var("HOSTPLANE_SEED_CLUSTER_DOMAIN")
+            .unwrap_or_else(|_| "cluster.local".to_owned()),
+        concurrency,
+        operator_image: operator_image(&client).await,
     };
     let addr = std::env::var("HOSTPLANE_METRICS_ADDR").unwrap_or_else(|_| "0.0.0.0:8080".into());
     let endpoints = if addr == "off" {
@@ -148,4 +154,84 @@ async fn run_leading(
             ExitCode::FAILURE
         }
     }
+}
+
+/// The operator's own image, which backup Jobs run: `HOSTPLANE_IMAGE`, else the image of this pod
+/// (`HOSTNAME` in `HOSTPLANE_NAMESPACE`). None outside a pod: no backup Job can start.
+async fn operator_image(client: &kube::Client) -> Option<String> {
+    if let Ok(image) = std::env::var("HOSTPLANE_IMAGE") {
+        return Some(image);
+    }
+    let (Ok(namespace), Ok(pod)) = (
+        std::env::var("HOSTPLANE_NAMESPACE"),
+        std::env::var("HOSTNAME"),
+    ) else {
+        tracing::warn!("not in a pod and HOSTPLANE_IMAGE is unset: backups cannot start");
+        return None;
+    };
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(client.clone(), &namespace);
+    match pods.get(&pod).await {
+        Ok(p) => {
+            let image = p
+                .spec
+                .and_then(|s| s.containers.into_iter().next())
+                .and_then(|c| c.image);
+            tracing::info!(
+                image = image.as_deref().unwrap_or("none"),
+                "backup Jobs run this image"
+            );
+            image
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, pod, namespace, "reading this pod's image failed: backups cannot start; set HOSTPLANE_IMAGE");
+            None
+        }
+    }
+}
+
+/// `snapshot-finish --dir D --name N --tenant NS/NAME --uid U --retain K`: see
+/// hostplane_operator::snapshot. The snapshot's JSON (or the reason it was refused) goes to stdout
+/// and to the container's termination message.
+fn snapshot_finish(args: &[String]) -> ExitCode {
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .map(String::as_str)
+    };
+    let (Some(dir), Some(name), Some(tenant), Some(uid), Some(retain)) = (
+        value("--dir"),
+        value("--name"),
+        value("--tenant"),
+        value("--uid"),
+        value("--retain").and_then(|r| r.parse::<usize>().ok()),
+    ) else {
+        eprintln!(
+            "usage: hostplane-operator snapshot-finish --dir DIR --name NAME --tenant NS/NAME --uid UID --retain N"
+        );
+        return ExitCode::from(2);
+    };
+    let taken_at =
+        k8s_openapi::jiff::Timestamp::from_second(k8s_openapi::jiff::Timestamp::now().as_second())
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+    let (message, code) = match hostplane_operator::snapshot::finish(
+        std::path::Path::new(dir),
+        name,
+        tenant,
+        uid,
+        &taken_at,
+        retain,
+    ) {
+        Ok(metadata) => (
+            serde_json::to_string(&metadata.snapshot).unwrap_or_default(),
+            ExitCode::SUCCESS,
+        ),
+        Err(e) => (e.to_string(), ExitCode::FAILURE),
+    };
+    println!("{message}");
+    // The kubelet reads this file into the pod's status (absent outside a pod).
+    let _ = std::fs::write("/dev/termination-log", &message);
+    code
 }

@@ -143,6 +143,29 @@ impl Collector for TenantCollector {
                 ConstGauge::new(seconds).encode(family.encode_family(&labels)?)?;
             }
         }
+
+        // Backup age is `time() - this` (an alert: older than the schedule allows).
+        let mut family = encoder.encode_descriptor(
+            "hostplane_tenant_last_backup_timestamp_seconds",
+            "When the last good etcd snapshot of a TenantControlPlane was taken (Unix seconds)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for tcp in &tcps {
+            let taken = tcp
+                .status
+                .as_ref()
+                .and_then(|s| s.backup.as_ref())
+                .and_then(|b| b.last_snapshot.as_ref())
+                .and_then(|s| s.taken_at.parse::<k8s_openapi::jiff::Timestamp>().ok());
+            if let Some(taken) = taken {
+                let labels = [
+                    ("namespace", tcp.namespace().unwrap_or_default()),
+                    ("name", tcp.name_any()),
+                ];
+                ConstGauge::new(taken.as_second()).encode(family.encode_family(&labels)?)?;
+            }
+        }
         Ok(())
     }
 }
@@ -227,9 +250,15 @@ mod tests {
     #[test]
     fn counts_phases_and_expiry_from_the_cache_and_reconciles_by_reason() {
         let mut writer: Writer<TenantControlPlane> = Writer::default();
+        let mut backed_up = tcp("b", Some("Ready"));
+        backed_up.status.as_mut().unwrap().backup = serde_json::from_value(json!({
+            "lastSnapshot": {"name": "b-20261123-120000.db", "sizeBytes": 1, "sha256": "00",
+                             "takenAt": "2026-11-23T12:00:00Z"},
+        }))
+        .unwrap();
         for t in [
             tcp("a", Some("Ready")),
-            tcp("b", Some("Ready")),
+            backed_up,
             tcp("c", Some("Provisioning")),
             tcp("d", None),
         ] {
@@ -254,6 +283,12 @@ mod tests {
         assert!(text.contains("hostplane_reconciles_total 2\n"), "{text}");
         assert!(text.contains("hostplane_reconcile_errors_total{reason=\"InvalidSpec\"} 1\n"));
         assert!(text.contains("hostplane_reconcile_duration_seconds_count 2\n"));
+        assert!(
+            text.contains(
+                "hostplane_tenant_last_backup_timestamp_seconds{namespace=\"ns\",name=\"b\"} 1795435200\n"
+            ),
+            "{text}"
+        );
         let expiry: Vec<&str> = text
             .lines()
             .filter(|l| l.starts_with("hostplane_tenant_certificate_expiry_seconds{"))

@@ -13,6 +13,8 @@ pub const API_SERVER_READY: &str = "APIServerReady";
 pub const CONTROLLERS_READY: &str = "ControllersReady";
 pub const ADDONS_READY: &str = "AddonsReady";
 pub const READY: &str = "Ready";
+/// Present only when `spec.backup` is set: whether the last backup Job succeeded.
+pub const BACKUP_READY: &str = "BackupReady";
 /// Present only while the TCP carries `hostplane.dev/paused: "true"`.
 pub const PAUSED: &str = "Paused";
 
@@ -81,6 +83,7 @@ fn order(type_: &str) -> usize {
         API_SERVER_READY,
         CONTROLLERS_READY,
         READY,
+        BACKUP_READY,
     ]
     .iter()
     .position(|t| *t == type_)

@@ -38,6 +38,10 @@ pub const PAUSED_ANNOTATION: &str = "hostplane.dev/paused";
 /// the deletion otherwise.
 pub const CONFIRM_DELETION_ANNOTATION: &str = "hostplane.dev/confirm-deletion";
 
+/// Annotation that asks for an etcd snapshot now: each new value (any string, e.g. a date) is one
+/// request; `status.backup.lastRequest` shows the last one served.
+pub const BACKUP_NOW_ANNOTATION: &str = "hostplane.dev/backup-now";
+
 /// The image registry used when `spec.registry` is unset.
 pub const DEFAULT_REGISTRY: &str = "registry.k8s.io";
 /// `spec.network.serviceCIDR` when unset.
@@ -125,6 +129,11 @@ pub struct TenantControlPlaneSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hibernation: Option<HibernationSpec>,
 
+    /// Snapshots of the tenant's etcd on a volume in this namespace, on a schedule and on demand
+    /// (annotation `hostplane.dev/backup-now`). Unset: no backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSpec>,
+
     /// Registry the control plane images are pulled from (images keep their upstream names, e.g.
     /// `<registry>/kube-apiserver:v1.36.3`). Unset means registry.k8s.io.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -186,6 +195,48 @@ pub struct HibernationSchedule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64))]
     pub location: Option<String>,
+}
+
+/// Snapshots of the tenant's etcd: each is taken by a Job in this namespace (`etcdctl snapshot
+/// save` against the tenant's etcd), checked (etcd's SHA-256 trailer), and kept on the volume
+/// (PersistentVolumeClaim `<tcp>-etcd-backups`) with a metadata file naming the tenant.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSpec {
+    /// When to take a snapshot: a cron expression (`minute hour day-of-month month
+    /// day-of-week`, e.g. `0 */6 * * *`) read in `location`. Unset: only on demand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 100))]
+    pub schedule: Option<String>,
+
+    /// IANA time zone of `schedule`, e.g. `Europe/Berlin`. Unset: UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub location: Option<String>,
+
+    /// How many snapshots are kept on the volume; the oldest go first.
+    #[serde(default = "default_backup_retain")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub retain: i32,
+
+    /// The volume holding the snapshots (one for the tenant, ReadWriteOnce).
+    #[serde(default)]
+    pub storage: EtcdStorage,
+}
+
+impl Default for BackupSpec {
+    fn default() -> Self {
+        Self {
+            schedule: None,
+            location: None,
+            retain: default_backup_retain(),
+            storage: EtcdStorage::default(),
+        }
+    }
+}
+
+fn default_backup_retain() -> i32 {
+    7
 }
 
 // The version rules. A rule's `self` is the version string; `oldSelf` the stored one on update.
@@ -694,6 +745,45 @@ pub struct TenantControlPlaneStatus {
     /// The tenant's worker nodes, as its API server lists them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes: Option<NodeCounts>,
+
+    /// Backups: the last good snapshot and what was last started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupStatus>,
+}
+
+/// What the backups have done.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupStatus {
+    /// The PersistentVolumeClaim in this namespace that holds the snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_claim_name: Option<String>,
+
+    /// The newest snapshot that was taken and checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_snapshot: Option<Snapshot>,
+
+    /// The scheduled time (RFC 3339) of the last scheduled backup started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scheduled: Option<String>,
+
+    /// The value of `hostplane.dev/backup-now` last served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_request: Option<String>,
+}
+
+/// One snapshot on the backup volume.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    /// File name on the volume, e.g. `demo-20261123-120000.db`.
+    pub name: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// When it was taken (RFC 3339).
+    pub taken_at: String,
+    /// SHA-256 of the snapshot (hex), as etcd appended it and the backup Job checked it.
+    pub sha256: String,
 }
 
 /// How many nodes the tenant has.

@@ -227,3 +227,208 @@ async fn deleting_a_tenant_or_its_namespace_needs_the_confirmation() -> Result<(
         .context("deleting the confirmed tcp/d1")?;
     Ok(())
 }
+
+/// `etcdutl snapshot status <file> -w json` on the backup volume `claim`, in a pod of the etcd
+/// image: the snapshot's revision, keys and size as etcd reads them, or None when the file is
+/// not there (or not a snapshot).
+async fn snapshot_status(
+    env: &TestEnv,
+    claim: &str,
+    file: &str,
+) -> Result<Option<serde_json::Value>> {
+    let pod = format!("snapshot-check-{}", &hostplane_e2e::random_token()[..8]);
+    let overrides = serde_json::json!({
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "check",
+                "image": env.config.etcd_image,
+                "imagePullPolicy": env.config.image_pull_policy,
+                "command": ["etcdutl", "snapshot", "status", format!("/backups/{file}"), "-w", "json"],
+                "volumeMounts": [{"name": "backups", "mountPath": "/backups", "readOnly": true}],
+            }],
+            "volumes": [{"name": "backups", "persistentVolumeClaim": {"claimName": claim, "readOnly": true}}],
+        },
+    });
+    env.kubectl(&[
+        "run",
+        &pod,
+        "--restart=Never",
+        &format!("--image={}", env.config.etcd_image),
+        &format!("--overrides={overrides}"),
+    ])
+    .await?
+    .ok()
+    .context("starting the snapshot check pod")?;
+    let phase = poll_until(
+        &format!("pod {pod} (etcdutl snapshot status {file}) finished"),
+        Duration::from_secs(90),
+        || async {
+            let out = env
+                .kubectl(&["get", "pod", &pod, "-o", "jsonpath={.status.phase}"])
+                .await?
+                .ok()?;
+            let phase = out.stdout.trim().to_owned();
+            Ok(if phase == "Succeeded" || phase == "Failed" {
+                Attempt::Done(phase)
+            } else {
+                Attempt::NotYet(format!("phase {phase:?}"))
+            })
+        },
+    )
+    .await?;
+    let logs = env.kubectl(&["logs", &pod]).await?.ok()?.stdout;
+    env.kubectl(&["delete", "pod", &pod, "--wait=false"])
+        .await?
+        .ok()?;
+    if phase != "Succeeded" {
+        return Ok(None);
+    }
+    let status: serde_json::Value = serde_json::from_str(logs.trim())
+        .with_context(|| format!("etcdutl snapshot status printed {logs:?}"))?;
+    Ok(Some(status))
+}
+
+/// `status.backup` of tcp/`name` as JSON (null when unset).
+async fn backup_status(env: &TestEnv, name: &str) -> Result<serde_json::Value> {
+    let out = env
+        .kubectl(&[
+            "get",
+            &format!("tcp/{name}"),
+            "-o",
+            "jsonpath={.status.backup}",
+        ])
+        .await?
+        .ok()?;
+    Ok(serde_json::from_str(out.stdout.trim()).unwrap_or(serde_json::Value::Null))
+}
+
+/// Waits until status.backup.lastSnapshot is newer than `after` (a snapshot name) and `field`
+/// of status.backup is `value`; returns the new snapshot's name.
+async fn wait_snapshot(
+    env: &TestEnv,
+    name: &str,
+    after: &str,
+    field: &str,
+    value: &str,
+) -> Result<String> {
+    poll_until(
+        &format!("tcp/{name} has a snapshot newer than {after:?} with {field}={value:?}"),
+        Duration::from_secs(150),
+        || async {
+            let status = backup_status(env, name).await?;
+            let snapshot = status["lastSnapshot"]["name"].as_str().unwrap_or_default();
+            Ok(
+                if snapshot > after && status[field].as_str() == Some(value) {
+                    Attempt::Done(snapshot.to_owned())
+                } else {
+                    Attempt::NotYet(status.to_string())
+                },
+            )
+        },
+    )
+    .await
+}
+
+/// Snapshots on demand (each new value of `hostplane.dev/backup-now` is one) and on a schedule
+/// land on the tenant's backup volume as real etcd snapshots (etcdutl reads their revision and
+/// keys), `status.backup` and the `BackupReady` condition name the last one, and only `retain`
+/// of them are kept.
+#[tokio::test]
+async fn backups_on_demand_and_on_schedule_are_real_snapshots_and_only_retain_are_kept()
+-> Result<()> {
+    let _operator = OPERATOR.read().await;
+    install_crds().await?;
+    let env = TestEnv::new("tcp-backup").await?;
+    let tcp = Tcp::apply(&env, "b1").await?;
+    tcp.wait_ready().await?;
+    env.kubectl(&[
+        "patch",
+        "tcp/b1",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"backup":{"retain":2}}}"#,
+    ])
+    .await?
+    .ok()?;
+    let mut snapshots = Vec::new();
+    let mut last = String::new();
+    for request in ["one", "two", "three"] {
+        env.kubectl(&[
+            "annotate",
+            "--overwrite",
+            "tcp/b1",
+            &format!("hostplane.dev/backup-now={request}"),
+        ])
+        .await?
+        .ok()?;
+        last = wait_snapshot(&env, "b1", &last, "lastRequest", request).await?;
+        snapshots.push(last.clone());
+    }
+    let status = backup_status(&env, "b1").await?;
+    ensure!(
+        status["volumeClaimName"] == "b1-etcd-backups"
+            && status["lastSnapshot"]["sizeBytes"]
+                .as_u64()
+                .is_some_and(|n| n > 0)
+            && status["lastSnapshot"]["sha256"]
+                .as_str()
+                .is_some_and(|h| h.len() == 64),
+        "status.backup is incomplete: {status}"
+    );
+    let condition = env
+        .kubectl(&["get", "tcp/b1", "-o", "jsonpath={.status.conditions[?(@.type==\"BackupReady\")].status} {.status.conditions[?(@.type==\"BackupReady\")].message}"])
+        .await?
+        .ok()?
+        .stdout;
+    ensure!(
+        condition.starts_with("True ") && condition.contains(&last),
+        "BackupReady does not name the last snapshot {last}: {condition:?}"
+    );
+    // The two newest are real snapshots of a cluster with data; the oldest was pruned.
+    for kept in &snapshots[1..] {
+        let status = snapshot_status(&env, "b1-etcd-backups", kept)
+            .await?
+            .with_context(|| format!("snapshot {kept} is not readable on the volume"))?;
+        ensure!(
+            status["revision"].as_i64().is_some_and(|r| r > 1)
+                && status["totalKey"].as_i64().is_some_and(|k| k > 10),
+            "snapshot {kept} holds no cluster: {status}"
+        );
+    }
+    ensure!(
+        snapshot_status(&env, "b1-etcd-backups", &snapshots[0])
+            .await?
+            .is_none(),
+        "the oldest snapshot {} is still there with retain 2",
+        snapshots[0]
+    );
+
+    // Every minute: a scheduled one follows within a minute or so.
+    env.kubectl(&[
+        "patch",
+        "tcp/b1",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"backup":{"schedule":"* * * * *"}}}"#,
+    ])
+    .await?
+    .ok()?;
+    poll_until(
+        "tcp/b1 started a scheduled backup",
+        Duration::from_secs(150),
+        || async {
+            let status = backup_status(&env, "b1").await?;
+            let snapshot = status["lastSnapshot"]["name"].as_str().unwrap_or_default();
+            Ok(
+                if status["lastScheduled"].is_string() && snapshot > last.as_str() {
+                    Attempt::Done(())
+                } else {
+                    Attempt::NotYet(status.to_string())
+                },
+            )
+        },
+    )
+    .await?;
+    Ok(())
+}

@@ -4,6 +4,7 @@
 
 pub mod addons;
 pub mod apiserver;
+pub mod backup;
 pub mod controllers;
 pub mod etcd;
 pub mod kubeconfig;

@@ -808,3 +808,68 @@ fn a_hibernated_tenant_has_every_workload_at_zero_and_the_same_pods_to_wake_to()
     assert_eq!(asleep.secrets, awake.secrets);
     assert_eq!(asleep.services, awake.services);
 }
+
+#[test]
+fn a_backup_job_saves_with_etcdctl_then_checks_with_the_operator_image() {
+    let t = tenant(&json!({"version": "1.36.3", "backup": {"retain": 3}}));
+    let spec = t.spec.backup.clone().unwrap();
+    let claim = backup::volume_claim(&t, &spec).unwrap();
+    assert_eq!(claim.name_any(), "t-etcd-backups");
+    assert_eq!(claim.owner_references()[0].uid, "uid-1");
+    let job = backup::job(
+        &t,
+        &spec,
+        &backup::JobInputs {
+            job: "t-backup-202611231200",
+            snapshot: "t-20261123-120000",
+            operator_image: "example.org/hostplane-operator:v0",
+        },
+    )
+    .unwrap();
+    assert_eq!(job.name_any(), "t-backup-202611231200");
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    let save = &pod.init_containers.unwrap()[0];
+    assert_eq!(save.command.as_deref(), Some(&["etcdctl".to_owned()][..]));
+    let save_args = save.args.clone().unwrap();
+    assert!(
+        save_args
+            .contains(&"--endpoints=https://t-etcd-0.t-etcd.ns.svc.cluster.local:2379".to_owned()),
+        "{save_args:?}"
+    );
+    assert!(save_args.ends_with(&[
+        "snapshot".into(),
+        "save".into(),
+        "/backups/t-20261123-120000.db.saving".into()
+    ]));
+    let finish = &pod.containers[0];
+    assert_eq!(
+        finish.image.as_deref(),
+        Some("example.org/hostplane-operator:v0")
+    );
+    assert_eq!(
+        finish.args.clone().unwrap(),
+        [
+            "snapshot-finish",
+            "--dir",
+            "/backups",
+            "--name",
+            "t-20261123-120000",
+            "--tenant",
+            "ns/t",
+            "--uid",
+            "uid-1",
+            "--retain",
+            "3"
+        ]
+    );
+    // No API token in the Job's pod; the etcd client key only where etcdctl runs.
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    assert!(
+        finish
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .all(|m| m.name == "backups")
+    );
+}

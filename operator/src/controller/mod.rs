@@ -4,6 +4,7 @@
 
 mod addons;
 mod apply;
+mod backup;
 mod encryption;
 mod error;
 mod node_join;
@@ -20,6 +21,7 @@ use hostplane_api::v1alpha1::{
     NodeCounts, Phase, SecretReference, TenantControlPlane, TenantControlPlaneStatus,
 };
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
@@ -45,6 +47,8 @@ pub struct Settings {
     pub seed_cluster_domain: String,
     /// How many TenantControlPlanes are reconciled at once.
     pub concurrency: u16,
+    /// The operator's own image: backup Jobs run its `snapshot-finish`. Unknown: no backups.
+    pub operator_image: Option<String>,
 }
 
 struct Context {
@@ -111,7 +115,8 @@ pub async fn run(
     controller
         .owns(Api::<StatefulSet>::all(client.clone()), children.clone())
         .owns(Api::<Deployment>::all(client.clone()), children.clone())
-        .owns(Api::<Service>::all(client.clone()), children)
+        .owns(Api::<Service>::all(client.clone()), children.clone())
+        .owns(Api::<Job>::all(client.clone()), children)
         .with_config(kube::runtime::controller::Config::default().concurrency(settings.concurrency))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
@@ -135,6 +140,8 @@ struct Observation {
     next: Next,
     /// Hibernated (or going to sleep): the phase is Hibernated.
     hibernated: bool,
+    /// `status.backup` as this pass left it (None: as it was).
+    backup: Option<hostplane_api::v1alpha1::BackupStatus>,
 }
 
 /// What the next pass of a tenant waits for, after a pass that went through.
@@ -179,6 +186,7 @@ async fn reconcile_once(tcp: &Arc<TenantControlPlane>, ctx: &Context) -> Result<
                 nodes: o.nodes.clone(),
                 next: o.next,
                 hibernated: o.hibernated,
+                backup: o.backup.clone(),
             },
             Some(endpoint.clone()),
         ),
@@ -190,6 +198,7 @@ async fn reconcile_once(tcp: &Arc<TenantControlPlane>, ctx: &Context) -> Result<
                 nodes: None,
                 next: Next::TenantAnswer,
                 hibernated: false,
+                backup: None,
             },
             tcp.status.as_ref().and_then(|s| s.endpoint.clone()),
         ),
@@ -330,9 +339,28 @@ async fn provision(
     } else {
         observe(client, &tenant, &pki_state, &workloads, &probe_url).await?
     };
-    if let Some(next) = sleep
-        .next_change
-        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.as_second()).ok())
+    // Backups need a running etcd; one due while it sleeps runs once it wakes.
+    let mut next_backup = None;
+    if let Some(spec) = tcp.spec.backup.as_ref()
+        && !tenant.asleep
+        && rollout::etcd_has_quorum(&workloads.etcd)
+    {
+        let state = backup::ensure(
+            client,
+            tcp,
+            &tenant,
+            spec,
+            ctx.settings.operator_image.as_deref(),
+        )
+        .await?;
+        observation.conditions.push(state.condition);
+        observation.backup = Some(state.status);
+        next_backup = state.next;
+    }
+    for next in [sleep.next_change, next_backup]
+        .into_iter()
+        .flatten()
+        .filter_map(|t| time::OffsetDateTime::from_unix_timestamp(t.as_second()).ok())
     {
         observation.due = Some(observation.due.map_or(next, |due| due.min(next)));
     }
@@ -468,6 +496,7 @@ async fn observe(
         nodes,
         next,
         hibernated: false,
+        backup: None,
     })
 }
 
@@ -524,6 +553,7 @@ fn observe_asleep(
             Next::Resync
         },
         hibernated: true,
+        backup: None,
     }
 }
 
@@ -814,6 +844,10 @@ async fn write_status(
             .nodes
             .clone()
             .or_else(|| old.and_then(|s| s.nodes.clone())),
+        backup: observation
+            .backup
+            .clone()
+            .or_else(|| old.and_then(|s| s.backup.clone())),
     };
     if !status::needs_write(old, &new) {
         return Ok(());

@@ -167,6 +167,7 @@ fn default_spec() -> TenantControlPlaneSpec {
         addons: AddonsSpec::default(),
         profile: Profile::Standard,
         hibernation: None,
+        backup: None,
         registry: None,
     }
 }
@@ -279,6 +280,15 @@ fn full_spec() -> TenantControlPlaneSpec {
                 location: Some("Europe/Berlin".into()),
             }],
         }),
+        backup: Some(BackupSpec {
+            schedule: Some("0 */6 * * *".into()),
+            location: Some("UTC".into()),
+            retain: 3,
+            storage: EtcdStorage {
+                size: Quantity("2Gi".into()),
+                storage_class_name: None,
+            },
+        }),
         registry: Some("registry.example.com/mirror".into()),
     }
 }
@@ -301,6 +311,7 @@ fn full_spec_round_trips_through_json_and_yaml() {
         "/network/clusterDomain",
         "/profile",
         "/hibernation/schedules/0/location",
+        "/backup/storage/size",
     ] {
         assert!(
             json.pointer(pointer).is_some(),
@@ -910,7 +921,7 @@ fn every_rule_has_a_message_and_bounded_input() {
         }
     });
     assert_eq!(
-        rules, 22,
+        rules, 23,
         "a rule was added or lost; update the tests and the e2e"
     );
 }

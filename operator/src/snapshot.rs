@@ -1,0 +1,268 @@
+//! What a backup Job runs after `etcdctl snapshot save` (`hostplane-operator snapshot-finish`):
+//! checks the snapshot etcd streamed (the SHA-256 of its content that etcd appends), writes its
+//! metadata beside it (which tenant it is of), puts it in place under its final name and removes
+//! the oldest beyond `retain`. The Job's termination message is the JSON of the snapshot, which
+//! the operator copies into `status.backup.lastSnapshot`.
+//!
+//! On the volume: `<name>.db` (what `etcdutl snapshot restore` reads) and `<name>.json` (this
+//! module's [`Metadata`]); `<name>.db.saving` while etcdctl writes it.
+
+use std::fs;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use hostplane_api::v1alpha1::Snapshot;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The suffix of a snapshot being saved (etcdctl writes here; renamed once checked).
+pub const SAVING_SUFFIX: &str = ".db.saving";
+
+#[derive(Debug, Error)]
+pub enum SnapshotError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "snapshot {0} is not a whole etcd snapshot ({1} bytes: etcd's snapshots are pages of 512 \
+         bytes and a 32-byte SHA-256); it was removed, nothing else changed"
+    )]
+    Truncated(String, u64),
+    #[error(
+        "snapshot {0} is corrupt: the SHA-256 etcd appended does not match its content; it was \
+         removed, nothing else changed"
+    )]
+    Corrupt(String),
+    #[error("encoding the metadata: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
+    move |source| SnapshotError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// What `<name>.json` says of a snapshot: whose it is, and what it is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metadata {
+    /// `<namespace>/<name>` of the TenantControlPlane.
+    pub tenant: String,
+    /// Its uid: a TenantControlPlane of the same name made later is another tenant.
+    pub uid: String,
+    #[serde(flatten)]
+    pub snapshot: Snapshot,
+}
+
+/// The SHA-256 etcd appended to a snapshot, checked against its content: `Ok(hex)` when they
+/// agree. etcd's snapshot is its bbolt file (whole 512-byte pages) followed by 32 bytes.
+pub fn verify(path: &Path, name: &str) -> Result<(u64, String), SnapshotError> {
+    let mut file = fs::File::open(path).map_err(io(path))?;
+    let size = file.metadata().map_err(io(path))?.len();
+    if size < 512 + 32 || size % 512 != 32 {
+        return Err(SnapshotError::Truncated(name.to_owned(), size));
+    }
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut left = size - 32;
+    let mut buffer = vec![0u8; 1 << 20];
+    while left > 0 {
+        let want = usize::try_from(left.min(buffer.len() as u64)).unwrap_or(buffer.len());
+        let chunk = buffer.get_mut(..want).unwrap_or_default();
+        file.read_exact(chunk).map_err(io(path))?;
+        context.update(chunk);
+        left -= want as u64;
+    }
+    let mut trailer = [0u8; 32];
+    file.read_exact(&mut trailer).map_err(io(path))?;
+    let digest = context.finish();
+    if digest.as_ref() != trailer {
+        return Err(SnapshotError::Corrupt(name.to_owned()));
+    }
+    Ok((size, hex(&trailer)))
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The Job's step after etcdctl: checks `<dir>/<name>.db.saving`, writes `<name>.json`, renames
+/// it to `<name>.db`, removes the oldest snapshots beyond `retain` and any left-over partial
+/// one. A snapshot that fails the check is removed and nothing else is touched.
+pub fn finish(
+    dir: &Path,
+    name: &str,
+    tenant: &str,
+    uid: &str,
+    taken_at: &str,
+    retain: usize,
+) -> Result<Metadata, SnapshotError> {
+    let saving = dir.join(format!("{name}{SAVING_SUFFIX}"));
+    let (size_bytes, sha256) = match verify(&saving, name) {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = fs::remove_file(&saving);
+            return Err(e);
+        }
+    };
+    let metadata = Metadata {
+        tenant: tenant.to_owned(),
+        uid: uid.to_owned(),
+        snapshot: Snapshot {
+            name: format!("{name}.db"),
+            size_bytes,
+            taken_at: taken_at.to_owned(),
+            sha256,
+        },
+    };
+    let json = dir.join(format!("{name}.json"));
+    fs::write(&json, serde_json::to_vec_pretty(&metadata)?).map_err(io(&json))?;
+    let db = dir.join(format!("{name}.db"));
+    fs::rename(&saving, &db).map_err(io(&saving))?;
+    prune(dir, retain)?;
+    Ok(metadata)
+}
+
+/// Removes the oldest `<name>.db` (and their `.json`) beyond `retain`, by name (names carry the
+/// time), and partial files of runs that did not finish.
+fn prune(dir: &Path, retain: usize) -> Result<(), SnapshotError> {
+    let mut snapshots = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if let Some(stem) = file.strip_suffix(".db") {
+            snapshots.push(stem.to_owned());
+        } else if file.contains(SAVING_SUFFIX) {
+            let path = entry.path();
+            fs::remove_file(&path).map_err(io(&path))?;
+        }
+    }
+    snapshots.sort();
+    let excess = snapshots.len().saturating_sub(retain.max(1));
+    for stem in snapshots.iter().take(excess) {
+        for ext in ["db", "json"] {
+            let path = dir.join(format!("{stem}.{ext}"));
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&path)(e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake etcd snapshot: `pages` pages of `fill`, then their SHA-256.
+    fn snapshot(pages: usize, fill: u8) -> Vec<u8> {
+        let mut bytes = vec![fill; pages * 512];
+        let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+        bytes.extend_from_slice(digest.as_ref());
+        bytes
+    }
+
+    fn scratch(test: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("hostplane-snapshot-{test}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_good_snapshot_is_kept_with_its_metadata_and_the_oldest_go() {
+        let dir = scratch("good");
+        for (i, name) in [
+            "t-20261101-000000",
+            "t-20261102-000000",
+            "t-20261103-000000",
+        ]
+        .iter()
+        .enumerate()
+        {
+            fs::write(
+                dir.join(format!("{name}{SAVING_SUFFIX}")),
+                snapshot(3 + i, 7),
+            )
+            .unwrap();
+            let meta = finish(&dir, name, "ns/t", "uid-1", "2026-11-01T00:00:00Z", 2).unwrap();
+            assert_eq!(meta.snapshot.name, format!("{name}.db"));
+            assert_eq!(meta.snapshot.size_bytes, ((3 + i) * 512 + 32) as u64);
+        }
+        fs::write(
+            dir.join(format!("t-20261099-000000{SAVING_SUFFIX}.part")),
+            b"x",
+        )
+        .unwrap();
+        fs::write(
+            dir.join(format!("t-20261104-000000{SAVING_SUFFIX}")),
+            snapshot(1, 1),
+        )
+        .unwrap();
+        let meta = finish(&dir, "t-20261104-000000", "ns/t", "uid-1", "now", 2).unwrap();
+        assert_eq!(
+            names(&dir),
+            [
+                "t-20261103-000000.db",
+                "t-20261103-000000.json",
+                "t-20261104-000000.db",
+                "t-20261104-000000.json"
+            ]
+        );
+        let written: Metadata =
+            serde_json::from_slice(&fs::read(dir.join("t-20261104-000000.json")).unwrap()).unwrap();
+        assert_eq!(written, meta);
+        assert_eq!(written.tenant, "ns/t");
+        assert_eq!(
+            written.snapshot.sha256,
+            hex(ring::digest::digest(&ring::digest::SHA256, &[1u8; 512]).as_ref())
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_or_truncated_snapshot_is_removed_and_nothing_else_is_touched() {
+        let dir = scratch("bad");
+        fs::write(dir.join(format!("old{SAVING_SUFFIX}")), snapshot(2, 3)).unwrap();
+        finish(&dir, "old", "ns/t", "u", "then", 1).unwrap();
+
+        let mut flipped = snapshot(2, 3);
+        flipped[100] ^= 1;
+        fs::write(dir.join(format!("new{SAVING_SUFFIX}")), flipped).unwrap();
+        let err = finish(&dir, "new", "ns/t", "u", "now", 1).unwrap_err();
+        assert!(matches!(err, SnapshotError::Corrupt(_)), "{err}");
+
+        let mut short = snapshot(2, 3);
+        short.truncate(700);
+        fs::write(dir.join(format!("new{SAVING_SUFFIX}")), short).unwrap();
+        let err = finish(&dir, "new", "ns/t", "u", "now", 1).unwrap_err();
+        assert!(matches!(err, SnapshotError::Truncated(_, 700)), "{err}");
+
+        let err = finish(&dir, "missing", "ns/t", "u", "now", 1).unwrap_err();
+        assert!(matches!(err, SnapshotError::Io { .. }), "{err}");
+        // The good one is still there, alone.
+        assert_eq!(names(&dir), ["old.db", "old.json"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
