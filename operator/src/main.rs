@@ -17,10 +17,14 @@ use tracing_subscriber::filter::LevelFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // The step backup Jobs run in the operator's image (see hostplane_operator::snapshot).
+    // The steps backup and restore Jobs run in the operator's image (hostplane_operator::snapshot).
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("snapshot-finish") {
-        return snapshot_finish(args.get(1..).unwrap_or_default());
+    let rest = args.get(1..).unwrap_or_default();
+    match args.first().map(String::as_str) {
+        Some("snapshot-finish") => return snapshot_finish(rest),
+        Some("restore-check") => return restore_check(rest),
+        Some("restore-swap") => return restore_swap(rest),
+        _ => {}
     }
     // RUST_LOG selects what is logged (default: info); an invalid RUST_LOG is an error, not ignored.
     let filter = match EnvFilter::builder()
@@ -190,22 +194,34 @@ async fn operator_image(client: &kube::Client) -> Option<String> {
     }
 }
 
-/// `snapshot-finish --dir D --name N --tenant NS/NAME --uid U --retain K`: see
-/// hostplane_operator::snapshot. The snapshot's JSON (or the reason it was refused) goes to stdout
-/// and to the container's termination message.
+/// The value after `flag` in `args`.
+fn flag<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
+/// Prints `message` and writes it as the container's termination message (which the operator
+/// reads from the pod's status; absent outside a pod).
+fn report(message: &str, ok: bool) -> ExitCode {
+    println!("{message}");
+    let _ = std::fs::write("/dev/termination-log", message);
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `snapshot-finish --dir D --name N --tenant NS/NAME --uid U --retain K`: checks, names, keeps.
 fn snapshot_finish(args: &[String]) -> ExitCode {
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .map(String::as_str)
-    };
     let (Some(dir), Some(name), Some(tenant), Some(uid), Some(retain)) = (
-        value("--dir"),
-        value("--name"),
-        value("--tenant"),
-        value("--uid"),
-        value("--retain").and_then(|r| r.parse::<usize>().ok()),
+        flag(args, "--dir"),
+        flag(args, "--name"),
+        flag(args, "--tenant"),
+        flag(args, "--uid"),
+        flag(args, "--retain").and_then(|r| r.parse::<usize>().ok()),
     ) else {
         eprintln!(
             "usage: hostplane-operator snapshot-finish --dir DIR --name NAME --tenant NS/NAME --uid UID --retain N"
@@ -216,7 +232,7 @@ fn snapshot_finish(args: &[String]) -> ExitCode {
         k8s_openapi::jiff::Timestamp::from_second(k8s_openapi::jiff::Timestamp::now().as_second())
             .map(|t| t.to_string())
             .unwrap_or_default();
-    let (message, code) = match hostplane_operator::snapshot::finish(
+    match hostplane_operator::snapshot::finish(
         std::path::Path::new(dir),
         name,
         tenant,
@@ -224,14 +240,50 @@ fn snapshot_finish(args: &[String]) -> ExitCode {
         &taken_at,
         retain,
     ) {
-        Ok(metadata) => (
-            serde_json::to_string(&metadata.snapshot).unwrap_or_default(),
-            ExitCode::SUCCESS,
+        Ok(metadata) => report(
+            &serde_json::to_string(&metadata.snapshot).unwrap_or_default(),
+            true,
         ),
-        Err(e) => (e.to_string(), ExitCode::FAILURE),
+        Err(e) => report(&e.to_string(), false),
+    }
+}
+
+/// `restore-check --dir D --name N.db --uid U --member M`: the snapshot is whole and this
+/// tenant's; the member's data is not touched.
+fn restore_check(args: &[String]) -> ExitCode {
+    let (Some(dir), Some(name), Some(uid), Some(member)) = (
+        flag(args, "--dir"),
+        flag(args, "--name"),
+        flag(args, "--uid"),
+        flag(args, "--member"),
+    ) else {
+        eprintln!(
+            "usage: hostplane-operator restore-check --dir DIR --name NAME.db --uid UID --member DIR"
+        );
+        return ExitCode::from(2);
     };
-    println!("{message}");
-    // The kubelet reads this file into the pod's status (absent outside a pod).
-    let _ = std::fs::write("/dev/termination-log", &message);
-    code
+    match hostplane_operator::snapshot::check_for_restore(
+        std::path::Path::new(dir),
+        name,
+        uid,
+        std::path::Path::new(member),
+    ) {
+        Ok(m) => report(
+            &format!("snapshot {} of {} checked", m.snapshot.name, m.tenant),
+            true,
+        ),
+        Err(e) => report(&e.to_string(), false),
+    }
+}
+
+/// `restore-swap --member M --stamp S`: the restored data takes the old data's place.
+fn restore_swap(args: &[String]) -> ExitCode {
+    let (Some(member), Some(stamp)) = (flag(args, "--member"), flag(args, "--stamp")) else {
+        eprintln!("usage: hostplane-operator restore-swap --member DIR --stamp STAMP");
+        return ExitCode::from(2);
+    };
+    match hostplane_operator::snapshot::swap(std::path::Path::new(member), stamp) {
+        Ok(()) => report("restored data in place; the old data is kept aside", true),
+        Err(e) => report(&e.to_string(), false),
+    }
 }

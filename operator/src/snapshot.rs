@@ -38,6 +38,30 @@ pub enum SnapshotError {
     Corrupt(String),
     #[error("encoding the metadata: {0}")]
     Encode(#[from] serde_json::Error),
+    #[error("{0:?} is not the name of a snapshot file (<name>.db, no directory)")]
+    BadName(String),
+    #[error(
+        "there is no snapshot {name} on the backup volume; there are: {}",
+        if available.is_empty() { "none".to_owned() } else { available.join(", ") }
+    )]
+    NotFound {
+        name: String,
+        available: Vec<String>,
+    },
+    #[error(
+        "snapshot {name} has no readable metadata ({why}): it was not taken by Hostplane's \
+         backup, so whose it is cannot be checked"
+    )]
+    NoMetadata { name: String, why: String },
+    #[error(
+        "snapshot {name} is of another tenant ({tenant}, uid {uid}), not of this one: refused, \
+         nothing changed"
+    )]
+    OtherTenant {
+        name: String,
+        tenant: String,
+        uid: String,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
@@ -161,6 +185,91 @@ fn prune(dir: &Path, retain: usize) -> Result<(), SnapshotError> {
     Ok(())
 }
 
+/// Where an etcd member's data lives inside its volume (etcd's `--data-dir`), and where a
+/// restore writes the new data before it takes its place.
+pub const DATA: &str = "data";
+pub const RESTORING: &str = "data.restoring";
+/// The old data is kept aside as `data.before-restore-<stamp>` (the newest one only).
+pub const BEFORE_RESTORE: &str = "data.before-restore-";
+
+/// The restore Job's first step: `<dir>/<name>` must be a whole snapshot (its SHA-256 trailer)
+/// of this tenant (its `.json` names `uid`); a half-written `data.restoring` of an earlier
+/// attempt in `member` is removed. The member's data itself is not touched.
+pub fn check_for_restore(
+    dir: &Path,
+    name: &str,
+    uid: &str,
+    member: &Path,
+) -> Result<Metadata, SnapshotError> {
+    let Some(stem) = name
+        .strip_suffix(".db")
+        .filter(|s| !s.is_empty() && !s.contains('/') && !s.starts_with('.'))
+    else {
+        return Err(SnapshotError::BadName(name.to_owned()));
+    };
+    let path = dir.join(name);
+    if !path.is_file() {
+        let mut available: Vec<String> = fs::read_dir(dir)
+            .map_err(io(dir))?
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|f| Path::new(f).extension().is_some_and(|e| e == "db"))
+            .collect();
+        available.sort();
+        return Err(SnapshotError::NotFound {
+            name: name.to_owned(),
+            available,
+        });
+    }
+    verify(&path, name)?;
+    let json = dir.join(format!("{stem}.json"));
+    let metadata: Metadata = fs::read(&json)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        .map_err(|why| SnapshotError::NoMetadata {
+            name: name.to_owned(),
+            why,
+        })?;
+    if metadata.uid != uid {
+        return Err(SnapshotError::OtherTenant {
+            name: name.to_owned(),
+            tenant: metadata.tenant,
+            uid: metadata.uid,
+        });
+    }
+    let restoring = member.join(RESTORING);
+    if restoring.exists() {
+        fs::remove_dir_all(&restoring).map_err(io(&restoring))?;
+    }
+    Ok(metadata)
+}
+
+/// The restore Job's last step, once etcdutl wrote `data.restoring`: the member's `data` goes
+/// aside as `data.before-restore-<stamp>` (replacing an older one) and `data.restoring` takes its
+/// place. Two renames in one directory: etcd sees the old data or the new, never a mix.
+pub fn swap(member: &Path, stamp: &str) -> Result<(), SnapshotError> {
+    let restoring = member.join(RESTORING);
+    fs::metadata(&restoring).map_err(io(&restoring))?;
+    for entry in fs::read_dir(member).map_err(io(member))? {
+        let entry = entry.map_err(io(member))?;
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(BEFORE_RESTORE)
+        {
+            let path = entry.path();
+            fs::remove_dir_all(&path).map_err(io(&path))?;
+        }
+    }
+    let data = member.join(DATA);
+    if data.exists() {
+        let aside = member.join(format!("{BEFORE_RESTORE}{stamp}"));
+        fs::rename(&data, &aside).map_err(io(&data))?;
+    }
+    fs::rename(&restoring, &data).map_err(io(&restoring))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +347,71 @@ mod tests {
             written.snapshot.sha256,
             hex(ring::digest::digest(&ring::digest::SHA256, &[1u8; 512]).as_ref())
         );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_restore_takes_only_a_whole_snapshot_of_this_tenant_and_keeps_the_old_data_aside() {
+        let dir = scratch("restore");
+        let member = dir.join("member");
+        fs::create_dir_all(member.join(DATA)).unwrap();
+        fs::write(member.join(DATA).join("old"), b"old").unwrap();
+        fs::write(dir.join(format!("s1{SAVING_SUFFIX}")), snapshot(2, 9)).unwrap();
+        finish(&dir, "s1", "ns/t", "uid-1", "then", 5).unwrap();
+
+        let refused =
+            |name: &str, uid: &str| check_for_restore(&dir, name, uid, &member).unwrap_err();
+        assert!(matches!(
+            refused("../s1.db", "uid-1"),
+            SnapshotError::BadName(_)
+        ));
+        assert_eq!(
+            refused("s0.db", "uid-1").to_string(),
+            "there is no snapshot s0.db on the backup volume; there are: s1.db"
+        );
+        assert!(matches!(
+            refused("s1.db", "uid-2"),
+            SnapshotError::OtherTenant { .. }
+        ));
+        // Not taken by our backup: no metadata.
+        fs::write(dir.join("foreign.db"), snapshot(1, 1)).unwrap();
+        assert!(matches!(
+            refused("foreign.db", "uid-1"),
+            SnapshotError::NoMetadata { .. }
+        ));
+        // Corrupt on the volume since it was taken.
+        let mut bytes = fs::read(dir.join("s1.db")).unwrap();
+        bytes[0] ^= 1;
+        fs::write(dir.join("s2.db"), &bytes).unwrap();
+        fs::copy(dir.join("s1.json"), dir.join("s2.json")).unwrap();
+        assert!(matches!(
+            refused("s2.db", "uid-1"),
+            SnapshotError::Corrupt(_)
+        ));
+        // Nothing of the member changed.
+        assert_eq!(names(&member), [DATA]);
+
+        fs::create_dir_all(member.join(RESTORING)).unwrap();
+        fs::write(member.join(RESTORING).join("half"), b"x").unwrap();
+        check_for_restore(&dir, "s1.db", "uid-1", &member).unwrap();
+        assert_eq!(names(&member), [DATA], "a half-written restore is cleared");
+
+        // etcdutl would write data.restoring here.
+        fs::create_dir_all(member.join(RESTORING)).unwrap();
+        fs::write(member.join(RESTORING).join("new"), b"new").unwrap();
+        swap(&member, "1").unwrap();
+        assert_eq!(fs::read(member.join(DATA).join("new")).unwrap(), b"new");
+        assert_eq!(
+            fs::read(member.join("data.before-restore-1").join("old")).unwrap(),
+            b"old"
+        );
+        // A second restore keeps only the newest old data.
+        fs::create_dir_all(member.join(RESTORING)).unwrap();
+        swap(&member, "2").unwrap();
+        assert_eq!(names(&member), [DATA, "data.before-restore-2"]);
+        // No data.restoring (etcdutl failed): nothing moves.
+        assert!(swap(&member, "3").is_err());
+        assert_eq!(names(&member), [DATA, "data.before-restore-2"]);
         fs::remove_dir_all(&dir).unwrap();
     }
 

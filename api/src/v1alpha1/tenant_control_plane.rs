@@ -42,6 +42,12 @@ pub const CONFIRM_DELETION_ANNOTATION: &str = "hostplane.dev/confirm-deletion";
 /// request; `status.backup.lastRequest` shows the last one served.
 pub const BACKUP_NOW_ANNOTATION: &str = "hostplane.dev/backup-now";
 
+/// Annotation that restores the tenant's etcd in place from a snapshot on its backup volume:
+/// `<snapshot>.db`, optionally followed by `#<anything>` to restore the same snapshot again. The
+/// control plane is stopped, each etcd member's data replaced (the old data kept aside) and the
+/// control plane started; `status.backup.restore` shows each step.
+pub const RESTORE_ANNOTATION: &str = "hostplane.dev/restore";
+
 /// The image registry used when `spec.registry` is unset.
 pub const DEFAULT_REGISTRY: &str = "registry.k8s.io";
 /// `spec.network.serviceCIDR` when unset.
@@ -445,6 +451,7 @@ fn etcd_mode_immutable_rule() -> Rule {
 
 /// An etcd cluster run by the operator for this tenant only.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new(RESTORE_FROM_FIXED).message(MSG_RESTORE_FROM_FIXED))]
 #[serde(rename_all = "camelCase")]
 pub struct ManagedEtcd {
     /// Number of etcd members: 1, 3 or 5 (an odd number keeps quorum).
@@ -459,6 +466,31 @@ pub struct ManagedEtcd {
     /// CPU and memory requests and limits of the etcd container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+
+    /// Start this tenant's etcd from a snapshot of another TenantControlPlane in this namespace
+    /// (its backup volume), instead of empty. Read once, at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_from: Option<RestoreFrom>,
+}
+
+const RESTORE_FROM_FIXED: &str = "has(self.restoreFrom) == has(oldSelf.restoreFrom) && \
+                                  (!has(self.restoreFrom) || self.restoreFrom == oldSelf.restoreFrom)";
+const MSG_RESTORE_FROM_FIXED: &str =
+    "etcd.managed.restoreFrom is read once, at creation: it cannot be added, changed or removed";
+
+/// A snapshot to start from: a file on another TenantControlPlane's backup volume.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreFrom {
+    /// The TenantControlPlane in this namespace whose backup volume holds the snapshot; its
+    /// encryption key (`<tenant>-encryption-key`) becomes this tenant's, since the snapshot's
+    /// Secrets are encrypted with it.
+    #[schemars(length(min = 1, max = 63))]
+    pub tenant: String,
+
+    /// The snapshot's file name on that volume, e.g. `demo-20261123-120000.db`.
+    #[schemars(length(min = 1, max = 253))]
+    pub snapshot: String,
 }
 
 const MSG_ETCD_REPLICAS: &str = "etcd replicas must be odd (1, 3 or 5) to keep quorum";
@@ -469,6 +501,7 @@ impl Default for ManagedEtcd {
             replicas: default_replicas(),
             storage: EtcdStorage::default(),
             resources: None,
+            restore_from: None,
         }
     }
 }
@@ -770,6 +803,48 @@ pub struct BackupStatus {
     /// The value of `hostplane.dev/backup-now` last served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_request: Option<String>,
+
+    /// The last in-place restore (annotation `hostplane.dev/restore`) and where it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreStatus>,
+}
+
+/// An in-place restore of the tenant's etcd from a snapshot.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreStatus {
+    /// The annotation's value this restore serves (`restoreFrom` for a tenant created from a
+    /// snapshot).
+    pub request: String,
+    /// The TenantControlPlane whose backup volume holds the snapshot, when not this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The snapshot restored (file name on the backup volume).
+    pub snapshot: String,
+    /// Stopping (the control plane scaled to zero), Restoring (a Job per etcd member), Starting,
+    /// then Succeeded or Failed.
+    pub step: RestoreStep,
+    /// What happened last, in words; for Failed, why and what to do.
+    #[serde(default)]
+    pub message: String,
+}
+
+/// The steps of an in-place restore.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+pub enum RestoreStep {
+    /// The control plane and etcd are being scaled to zero.
+    #[default]
+    Stopping,
+    /// A Job per etcd member checks the snapshot and replaces the member's data.
+    Restoring,
+    /// The control plane is starting on the restored data.
+    Starting,
+    /// Done: the tenant is Ready on the restored data.
+    Succeeded,
+    /// Refused or failed; the tenant runs on the data it had (see the message).
+    Failed,
 }
 
 /// One snapshot on the backup volume.
@@ -798,7 +873,8 @@ pub struct NodeCounts {
 /// Coarse lifecycle phase, for humans; automation reads the conditions. Provisioning: being
 /// created. Ready: serving, every component ready. Upgrading: rolling to a new spec.version.
 /// Rotating: replacing certificates or credentials. Hibernated: scaled to zero, etcd data kept.
-/// Deleting: being deleted. Failed: stopped on an error retrying cannot fix (see the conditions).
+/// Restoring: etcd being restored from a snapshot. Deleting: being deleted. Failed: stopped on an
+/// error retrying cannot fix (see the conditions).
 // The CRD shows this comment for `status.phase`: kube folds the variants into an `enum`, which
 // drops per-variant docs, so the variants are described above.
 #[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -813,6 +889,8 @@ pub enum Phase {
     Rotating,
     /// Scaled to zero to save resources; etcd data is kept.
     Hibernated,
+    /// Its etcd is being restored from a snapshot (status.backup.restore).
+    Restoring,
     /// Being deleted.
     Deleting,
     /// Stopped on an error the operator cannot fix by retrying; see the conditions.

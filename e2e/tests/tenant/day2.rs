@@ -432,3 +432,229 @@ async fn backups_on_demand_and_on_schedule_are_real_snapshots_and_only_retain_ar
     .await?;
     Ok(())
 }
+
+/// `status.backup.restore` of tcp/`name`, once its step is `step` (or Failed when waiting for
+/// another); the phases seen on the way are added to `phases`.
+async fn wait_restore_step(
+    env: &TestEnv,
+    name: &str,
+    step: &str,
+    phases: &mut Vec<String>,
+) -> Result<serde_json::Value> {
+    let seen = std::sync::Mutex::new(Vec::new());
+    let restore = poll_until(
+        &format!("tcp/{name}'s restore reaches {step}"),
+        Duration::from_secs(300),
+        || async {
+            let phase = env
+                .kubectl(&[
+                    "get",
+                    &format!("tcp/{name}"),
+                    "-o",
+                    "jsonpath={.status.phase}",
+                ])
+                .await?
+                .ok()?
+                .stdout;
+            if let Ok(mut seen) = seen.lock() {
+                seen.push(phase.trim().to_owned());
+            }
+            let restore = backup_status(env, name).await?["restore"].clone();
+            let now = restore["step"].as_str().unwrap_or_default().to_owned();
+            Ok(if now == step || (now == "Failed" && step != "Failed") {
+                Attempt::Done(restore)
+            } else {
+                Attempt::NotYet(restore.to_string())
+            })
+        },
+    )
+    .await?;
+    phases.extend(seen.into_inner().unwrap_or_default());
+    Ok(restore)
+}
+
+/// An in-place restore (`hostplane.dev/restore: <snapshot>`) stops the control plane, puts the
+/// snapshot in place of etcd's data and starts it again: an object deleted after the snapshot is
+/// back, one created after it is gone, the kubeconfig works. A restore of a snapshot that is not
+/// there fails with a message listing the ones that are, and changes nothing.
+#[tokio::test]
+async fn an_in_place_restore_brings_back_the_snapshot_and_a_missing_one_changes_nothing()
+-> Result<()> {
+    let _operator = OPERATOR.read().await;
+    install_crds().await?;
+    let env = TestEnv::new("tcp-restore").await?;
+    let tcp = Tcp::apply(&env, "r1").await?;
+    tcp.wait_ready().await?;
+    env.kubectl(&[
+        "patch",
+        "tcp/r1",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"backup":{"retain":3}}}"#,
+    ])
+    .await?
+    .ok()?;
+    let kubeconfig = tcp.kubeconfig().await?;
+    let config_maps = Api::<ConfigMap>::namespaced(tenant_client(&kubeconfig).await?, "default");
+    let make = |name: &str| -> Result<ConfigMap> {
+        Ok(serde_json::from_value(
+            serde_json::json!({"metadata": {"name": name}}),
+        )?)
+    };
+    config_maps
+        .create(&PostParams::default(), &make("kept")?)
+        .await
+        .context("creating kept")?;
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "kept"}, "stringData": {"v": "in the snapshot"}}),
+    )?;
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(
+        tenant_client(&kubeconfig).await?,
+        "default",
+    )
+    .create(&PostParams::default(), &secret)
+    .await
+    .context("creating Secret kept")?;
+    env.kubectl(&["annotate", "tcp/r1", "hostplane.dev/backup-now=before"])
+        .await?
+        .ok()?;
+    let snapshot = wait_snapshot(&env, "r1", "", "lastRequest", "before").await?;
+    config_maps
+        .delete("kept", &kube::api::DeleteParams::default())
+        .await
+        .context("deleting kept")?;
+    config_maps
+        .create(&PostParams::default(), &make("later")?)
+        .await
+        .context("creating later")?;
+
+    env.kubectl(&[
+        "annotate",
+        "tcp/r1",
+        &format!("hostplane.dev/restore={snapshot}"),
+    ])
+    .await?
+    .ok()?;
+    let mut phases = Vec::new();
+    let restore = wait_restore_step(&env, "r1", "Succeeded", &mut phases).await?;
+    ensure!(
+        restore["step"] == "Succeeded" && restore["snapshot"] == snapshot.as_str(),
+        "the restore did not succeed: {restore}"
+    );
+    ensure!(
+        phases.iter().any(|p| p == "Restoring"),
+        "the phase never showed Restoring: {phases:?}"
+    );
+    tcp.wait_ready().await?;
+    let config_maps = Api::<ConfigMap>::namespaced(tenant_client(&kubeconfig).await?, "default");
+    ensure!(
+        config_maps.get_opt("kept").await?.is_some(),
+        "the ConfigMap deleted after the snapshot is not back"
+    );
+    ensure!(
+        config_maps.get_opt("later").await?.is_none(),
+        "the ConfigMap created after the snapshot survived the restore"
+    );
+    let events = env
+        .kubectl(&[
+            "get",
+            "events",
+            "-o",
+            "jsonpath={range .items[*]}{.reason} {end}",
+        ])
+        .await?
+        .ok()?
+        .stdout;
+    for reason in ["RestoreRunning", "RestoreStarting", "Restored"] {
+        ensure!(events.contains(reason), "no {reason} Event: {events}");
+    }
+
+    assert_missing_snapshot_is_refused(&env, &tcp, &kubeconfig, &snapshot).await?;
+    assert_new_tenant_from_snapshot(&env, "r1", &snapshot).await
+}
+
+/// A restore of a snapshot that is not on the volume: refused by the Job's check with the list
+/// of those that are; nothing replaced, the tenant Ready again with its data.
+async fn assert_missing_snapshot_is_refused(
+    env: &TestEnv,
+    tcp: &Tcp<'_>,
+    kubeconfig: &str,
+    snapshot: &str,
+) -> Result<()> {
+    // A snapshot that is not on the volume: refused by the Job's check, nothing replaced.
+    env.kubectl(&[
+        "annotate",
+        "--overwrite",
+        "tcp/r1",
+        "hostplane.dev/restore=r1-19990101-000000.db",
+    ])
+    .await?
+    .ok()?;
+    let restore = wait_restore_step(env, "r1", "Failed", &mut Vec::new()).await?;
+    let message = restore["message"].as_str().unwrap_or_default();
+    ensure!(
+        message.contains("there is no snapshot r1-19990101-000000.db")
+            && message.contains(snapshot),
+        "the failed restore does not say what is there: {message:?}"
+    );
+    tcp.wait_ready().await?;
+    let config_maps = Api::<ConfigMap>::namespaced(tenant_client(kubeconfig).await?, "default");
+    ensure!(
+        config_maps.get_opt("kept").await?.is_some(),
+        "a refused restore changed the tenant's data"
+    );
+    Ok(())
+}
+
+/// A new TenantControlPlane with `etcd.managed.restoreFrom` the snapshot of `source` starts with
+/// its objects, Secrets included (readable: the source's encryption key came with them).
+async fn assert_new_tenant_from_snapshot(
+    env: &TestEnv,
+    source: &str,
+    snapshot: &str,
+) -> Result<()> {
+    let version = env.config.kubernetes_version.trim_start_matches('v');
+    let manifest = format!(
+        "apiVersion: hostplane.dev/v1alpha1\nkind: TenantControlPlane\nmetadata:\n  name: r2\nspec:\n  version: \"{version}\"\n  etcd:\n    managed:\n      restoreFrom: {{tenant: {source}, snapshot: {snapshot}}}\n"
+    );
+    let path = std::env::temp_dir().join(format!("tcp-{}.yaml", hostplane_e2e::random_token()));
+    std::fs::write(&path, manifest).context("writing the manifest")?;
+    let applied = env.kubectl(&["apply", "-f", &path.to_string_lossy()]).await;
+    let _ = std::fs::remove_file(&path);
+    applied?.ok().context("applying tcp/r2")?;
+    let restore = wait_restore_step(env, "r2", "Succeeded", &mut Vec::new()).await?;
+    ensure!(
+        restore["step"] == "Succeeded" && restore["source"] == source,
+        "tcp/r2 was not created from {source}'s snapshot: {restore}"
+    );
+    let r2 = Tcp {
+        env,
+        name: "r2".to_owned(),
+    };
+    r2.wait_ready().await?;
+    let client = tenant_client(&r2.kubeconfig().await?).await?;
+    ensure!(
+        Api::<ConfigMap>::namespaced(client.clone(), "default")
+            .get_opt("kept")
+            .await?
+            .is_some(),
+        "tcp/r2 does not hold the ConfigMap of {source}'s snapshot"
+    );
+    let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client, "default")
+        .get("kept")
+        .await
+        .context(
+            "reading the snapshot's Secret in tcp/r2 (its encryption key must be the source's)",
+        )?;
+    ensure!(
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get("v"))
+            .map(|v| v.0.as_slice())
+            == Some(b"in the snapshot".as_slice()),
+        "tcp/r2's copy of the Secret differs: {:?}",
+        secret.data
+    );
+    Ok(())
+}

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::pod::{container_security, pod_security, secret_volume, typed};
 use super::{BuildError, Tenant, etcd};
 use crate::pki::{CA_CRT, Item, TLS_CRT, TLS_KEY};
-use crate::snapshot::SAVING_SUFFIX;
+use crate::snapshot::{RESTORING, SAVING_SUFFIX};
 
 pub const COMPONENT: &str = "etcd-backup";
 /// Where the backup volume is mounted in the Job.
@@ -22,6 +22,10 @@ const PKI: &str = "/etc/etcd/pki/client";
 /// The Job's containers: the one that saves, the one that checks and keeps.
 pub const SAVE: &str = "save";
 pub const FINISH: &str = "finish";
+/// The restore Job's component label and containers: check, restore, swap.
+pub const RESTORE_COMPONENT: &str = "etcd-restore";
+/// Where an etcd member's volume is mounted (as in the StatefulSet).
+const MEMBER_DIR: &str = "/var/lib/etcd";
 
 /// `<tcp>-etcd-backups`: the PersistentVolumeClaim of the snapshots.
 pub fn claim_name(tenant: &Tenant) -> String {
@@ -33,15 +37,10 @@ pub fn volume_claim(
     tenant: &Tenant,
     spec: &BackupSpec,
 ) -> Result<PersistentVolumeClaim, BuildError> {
-    let mut storage = json!({
-        "accessModes": ["ReadWriteOnce"],
-        "resources": {"requests": {"storage": spec.storage.size}},
-    });
-    if let Some(class) = &spec.storage.storage_class_name {
-        storage["storageClassName"] = json!(class);
-    }
-    let mut claim: PersistentVolumeClaim =
-        typed("backup PersistentVolumeClaim", json!({"spec": storage}))?;
+    let mut claim: PersistentVolumeClaim = typed(
+        "backup PersistentVolumeClaim",
+        json!({"spec": etcd::claim_spec(&spec.storage)}),
+    )?;
     claim.metadata = tenant.meta(&claim_name(tenant), COMPONENT);
     Ok(claim)
 }
@@ -128,5 +127,111 @@ pub fn job(tenant: &Tenant, spec: &BackupSpec, inputs: &JobInputs<'_>) -> Result
         }),
     )?;
     job.metadata = tenant.meta(inputs.job, COMPONENT);
+    Ok(job)
+}
+
+/// What one restore Job is: its name, the member it restores (`<tcp>-etcd-<i>`), the snapshot
+/// file (`<name>.db`) on the backup volume `claim` of the tenant with `uid` (this one's, or the
+/// `restoreFrom` tenant's), a stamp for the old data's name, and the operator's image.
+pub struct RestoreInputs<'a> {
+    pub job: &'a str,
+    pub member: &'a str,
+    pub snapshot: &'a str,
+    pub claim: &'a str,
+    pub uid: &'a str,
+    pub stamp: &'a str,
+    pub operator_image: &'a str,
+}
+
+/// The Job that restores one etcd member from a snapshot while etcd is stopped: `restore-check`
+/// (the snapshot is whole and this tenant's; nothing touched otherwise), `etcdutl snapshot
+/// restore` into `data.restoring` (revisions bumped and marked compacted, so that clients
+/// re-list instead of watching from revisions the restore took back), then `restore-swap` puts it
+/// in place of `data`, kept aside. Not retried: a failure is reported.
+pub fn restore_job(tenant: &Tenant, inputs: &RestoreInputs<'_>) -> Result<Job, BuildError> {
+    let backups = json!({"name": "backups", "mountPath": BACKUP_DIR, "readOnly": true});
+    let data = json!({"name": "data", "mountPath": MEMBER_DIR});
+    let operator = |name: &str, args: Vec<String>, mounts: serde_json::Value| {
+        json!({
+            "name": name,
+            "image": inputs.operator_image,
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["hostplane-operator"],
+            "args": args,
+            "terminationMessagePolicy": "FallbackToLogsOnError",
+            "securityContext": container_security(),
+            "volumeMounts": mounts,
+        })
+    };
+    let check = operator(
+        "check",
+        vec![
+            "restore-check".into(),
+            "--dir".into(),
+            BACKUP_DIR.into(),
+            "--name".into(),
+            inputs.snapshot.into(),
+            "--uid".into(),
+            inputs.uid.into(),
+            "--member".into(),
+            MEMBER_DIR.into(),
+        ],
+        json!([backups, data]),
+    );
+    let swap = operator(
+        "swap",
+        vec![
+            "restore-swap".into(),
+            "--member".into(),
+            MEMBER_DIR.into(),
+            "--stamp".into(),
+            inputs.stamp.into(),
+        ],
+        json!([data]),
+    );
+    let mut job: Job = typed(
+        "restore Job",
+        json!({
+            "spec": {
+                "backoffLimit": 0,
+                "activeDeadlineSeconds": 900,
+                "ttlSecondsAfterFinished": 86_400,
+                "template": {
+                    "metadata": {"labels": tenant.labels(RESTORE_COMPONENT)},
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "automountServiceAccountToken": false,
+                        "enableServiceLinks": false,
+                        "securityContext": pod_security(0),
+                        "initContainers": [check, {
+                            "name": "restore",
+                            "image": tenant.image(&format!("etcd:{}", super::etcd_image_tag())),
+                            "imagePullPolicy": "IfNotPresent",
+                            "command": ["etcdutl"],
+                            "args": [
+                                "snapshot", "restore", format!("{BACKUP_DIR}/{}", inputs.snapshot),
+                                format!("--data-dir={MEMBER_DIR}/{RESTORING}"),
+                                format!("--name={}", inputs.member),
+                                format!("--initial-cluster={}", etcd::initial_cluster(tenant).join(",")),
+                                format!("--initial-cluster-token={}", tenant.name),
+                                format!("--initial-advertise-peer-urls={}", etcd::peer_url(tenant, inputs.member)),
+                                "--bump-revision=1000000000",
+                                "--mark-compacted",
+                            ],
+                            "terminationMessagePolicy": "FallbackToLogsOnError",
+                            "securityContext": container_security(),
+                            "volumeMounts": [backups, data],
+                        }],
+                        "containers": [swap],
+                        "volumes": [
+                            {"name": "backups", "persistentVolumeClaim": {"claimName": inputs.claim, "readOnly": true}},
+                            {"name": "data", "persistentVolumeClaim": {"claimName": format!("data-{}", inputs.member)}},
+                        ],
+                    },
+                },
+            },
+        }),
+    )?;
+    job.metadata = tenant.meta(inputs.job, RESTORE_COMPONENT);
     Ok(job)
 }

@@ -1,8 +1,9 @@
 //! The tenant's etcd: a StatefulSet with mutual TLS on client and peer ports and a volume per
 //! member, behind a headless Service that gives each member its DNS name.
 
+use hostplane_api::v1alpha1::EtcdStorage;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
 use serde_json::json;
 
 use super::pod::{
@@ -39,7 +40,24 @@ fn replicas(tenant: &Tenant) -> i32 {
     tenant.spec.etcd.managed.as_ref().map_or(1, |m| m.replicas)
 }
 
-fn member_names(tenant: &Tenant) -> Vec<String> {
+/// `--initial-cluster`: every member by its peer URL.
+pub fn initial_cluster(tenant: &Tenant) -> Vec<String> {
+    member_names(tenant)
+        .iter()
+        .map(|m| format!("{m}={}", peer_url(tenant, m)))
+        .collect()
+}
+
+/// A member's peer URL, by its stable DNS name.
+pub fn peer_url(tenant: &Tenant, member: &str) -> String {
+    format!(
+        "https://{member}.{}:2380",
+        tenant.service_dns(&name(tenant))
+    )
+}
+
+/// `<tcp>-etcd-<i>`: the members (the StatefulSet's pods).
+pub fn member_names(tenant: &Tenant) -> Vec<String> {
     (0..replicas(tenant))
         .map(|i| format!("{}-{i}", name(tenant)))
         .collect()
@@ -48,10 +66,7 @@ fn member_names(tenant: &Tenant) -> Vec<String> {
 pub fn build(tenant: &Tenant, hashes: &SecretHashes) -> Result<Etcd, BuildError> {
     let name = name(tenant);
     let domain = tenant.service_dns(&name);
-    let initial_cluster: Vec<String> = member_names(tenant)
-        .iter()
-        .map(|m| format!("{m}=https://{m}.{domain}:2380"))
-        .collect();
+    let initial_cluster = initial_cluster(tenant);
     let managed = tenant
         .spec
         .etcd
@@ -71,10 +86,7 @@ pub fn build(tenant: &Tenant, hashes: &SecretHashes) -> Result<Etcd, BuildError>
     let args = args(tenant, &domain, &initial_cluster);
     let tuning = profile::tuning(tenant.spec.profile, Component::Etcd);
     let probes = probes(&json!({"port": 2381}), "/readyz", "/livez");
-    let mut storage = json!({"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": managed.storage.size}}});
-    if let Some(class) = &managed.storage.storage_class_name {
-        storage["storageClassName"] = json!(class);
-    }
+    let storage = claim_spec(&managed.storage);
     let hash = hashes.over(&[server.clone(), peer.clone()]);
     // The seed's volumes may be owned by root (host-path provisioning makes 0750 root dirs, where
     // fsGroup does not apply), so etcd runs as root with no capability and a read-only root.
@@ -136,6 +148,36 @@ pub fn build(tenant: &Tenant, hashes: &SecretHashes) -> Result<Etcd, BuildError>
         service,
         statefulset,
     })
+}
+
+/// A ReadWriteOnce claim of `storage` (etcd members' volumes, the backup volume).
+pub fn claim_spec(storage: &EtcdStorage) -> serde_json::Value {
+    let mut spec = json!({
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": storage.size}},
+    });
+    if let Some(class) = &storage.storage_class_name {
+        spec["storageClassName"] = json!(class);
+    }
+    spec
+}
+
+/// `data-<tcp>-etcd-<i>`: a member's volume as the StatefulSet would make it, made beforehand
+/// when the member is restored before it first starts (`restoreFrom`). Owned by the
+/// TenantControlPlane.
+pub fn member_claim(tenant: &Tenant, member: &str) -> Result<PersistentVolumeClaim, BuildError> {
+    let managed = tenant
+        .spec
+        .etcd
+        .managed
+        .as_ref()
+        .ok_or(BuildError::EtcdMode)?;
+    let mut claim: PersistentVolumeClaim = typed(
+        "etcd PersistentVolumeClaim",
+        json!({"spec": claim_spec(&managed.storage)}),
+    )?;
+    claim.metadata = tenant.meta(&format!("data-{member}"), COMPONENT);
+    Ok(claim)
 }
 
 /// etcd's flags: mutual TLS for clients and peers, every member named by its DNS name; the

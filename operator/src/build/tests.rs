@@ -873,3 +873,93 @@ fn a_backup_job_saves_with_etcdctl_then_checks_with_the_operator_image() {
             .all(|m| m.name == "backups")
     );
 }
+
+#[test]
+fn a_restore_job_checks_restores_aside_and_swaps_one_member() {
+    let t = tenant(&json!({"version": "1.36.3", "etcd": {"managed": {"replicas": 3}}}));
+    let job = backup::restore_job(
+        &t,
+        &backup::RestoreInputs {
+            job: "t-restore-1-abcd0123",
+            member: "t-etcd-1",
+            snapshot: "t-20261123-120000.db",
+            claim: "src-etcd-backups",
+            uid: "uid-of-src",
+            stamp: "20261123-130000",
+            operator_image: "example.org/hostplane-operator:v0",
+        },
+    )
+    .unwrap();
+    let spec = job.spec.unwrap();
+    assert_eq!(
+        spec.backoff_limit,
+        Some(0),
+        "a failed restore is reported, not retried"
+    );
+    let pod = spec.template.spec.unwrap();
+    let init = pod.init_containers.unwrap();
+    let names: Vec<&str> = init
+        .iter()
+        .chain(&pod.containers)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(names, ["check", "restore", "swap"]);
+    let check = init[0].args.clone().unwrap();
+    assert_eq!(
+        check,
+        [
+            "restore-check",
+            "--dir",
+            "/backups",
+            "--name",
+            "t-20261123-120000.db",
+            "--uid",
+            "uid-of-src",
+            "--member",
+            "/var/lib/etcd"
+        ]
+    );
+    let restore = init[1].args.clone().unwrap();
+    for want in [
+        "--data-dir=/var/lib/etcd/data.restoring",
+        "--name=t-etcd-1",
+        "--initial-advertise-peer-urls=https://t-etcd-1.t-etcd.ns.svc.cluster.local:2380",
+        "--initial-cluster-token=t",
+        "--mark-compacted",
+    ] {
+        assert!(
+            restore.contains(&want.to_owned()),
+            "{want} missing in {restore:?}"
+        );
+    }
+    let cluster = restore
+        .iter()
+        .find(|a| a.starts_with("--initial-cluster="))
+        .unwrap();
+    assert_eq!(cluster.matches("=https://").count(), 3, "{cluster}");
+    let volumes: Vec<(String, String)> = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .map(|v| (v.name, v.persistent_volume_claim.unwrap().claim_name))
+        .collect();
+    assert_eq!(
+        volumes,
+        [
+            ("backups".to_owned(), "src-etcd-backups".to_owned()),
+            ("data".to_owned(), "data-t-etcd-1".to_owned())
+        ]
+    );
+    // The member's claim as the StatefulSet would make it.
+    let claim = etcd::member_claim(&t, "t-etcd-1").unwrap();
+    assert_eq!(claim.name_any(), "data-t-etcd-1");
+    let (_, c) = children(&json!({"version": "1.36.3", "etcd": {"managed": {"replicas": 3}}}));
+    let template = &c.statefulsets[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .volume_claim_templates
+        .as_ref()
+        .unwrap()[0];
+    assert_eq!(claim.spec, template.spec);
+}

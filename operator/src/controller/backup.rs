@@ -29,6 +29,30 @@ pub struct BackupState {
     pub next: Option<Timestamp>,
 }
 
+/// With `spec.backup`: `ensure`, its condition and status put into the observation. Returns the
+/// schedule's next occurrence.
+pub(super) async fn observe(
+    ctx: &super::Context,
+    tcp: &TenantControlPlane,
+    tenant: &Tenant,
+    observation: &mut super::Observation,
+) -> Result<Option<Timestamp>, Error> {
+    let Some(spec) = tcp.spec.backup.as_ref() else {
+        return Ok(None);
+    };
+    let state = ensure(
+        &ctx.client,
+        tcp,
+        tenant,
+        spec,
+        ctx.settings.operator_image.as_deref(),
+    )
+    .await?;
+    observation.conditions.push(state.condition);
+    observation.backup = Some(state.status);
+    Ok(state.next)
+}
+
 /// Applies the volume, reads the Jobs, starts the one that is due. `operator_image` runs the
 /// Jobs' check step; without it no Job starts and the condition says why.
 pub async fn ensure(
@@ -247,7 +271,7 @@ fn snapshot_of(job: &Job) -> String {
 
 /// `Some(true)` once the Job completed, `Some(false)` once it failed for good, `None` while it
 /// runs.
-fn finished(job: &Job) -> Option<bool> {
+pub(super) fn finished(job: &Job) -> Option<bool> {
     let conditions = job.status.as_ref()?.conditions.as_ref()?;
     conditions
         .iter()
@@ -261,7 +285,7 @@ fn finished(job: &Job) -> Option<bool> {
 
 /// The snapshot a Job's check step reported (its termination message), or why there is none:
 /// the failing container's message (etcdctl's log tail, or the check's refusal).
-async fn read_result(
+pub(super) async fn read_result(
     client: &Client,
     tenant: &Tenant,
     job: &Job,

@@ -15,11 +15,13 @@ use crate::build::{self, Tenant};
 /// Data key of the Secret `<tcp>-encryption-key`.
 const KEY: &str = "key";
 
-/// The tenant's 32-byte key, created on first provisioning.
+/// The tenant's 32-byte key, created on first provisioning: new, or `copy_from`'s (the tenant
+/// whose snapshot this one starts from, whose Secrets in it are encrypted with that key).
 pub async fn ensure_key(
     client: &Client,
     tenant: &Tenant,
     provisioned_before: bool,
+    copy_from: Option<&str>,
 ) -> Result<[u8; 32], Error> {
     let name = format!("{}-encryption-key", tenant.name);
     let api: Api<Secret> = Api::namespaced(client.clone(), &tenant.namespace);
@@ -45,9 +47,28 @@ pub async fn ensure_key(
         )));
     }
     let mut key = [0u8; 32];
-    SystemRandom::new()
-        .fill(&mut key)
-        .map_err(|_| Error::Conflict("the system random generator failed".to_owned()))?;
+    if let Some(source) = copy_from {
+        let source_name = format!("{source}-encryption-key");
+        let copied = api
+            .get_opt(&source_name)
+            .await
+            .map_err(Error::kube("get", "Secret", &source_name))?
+            .and_then(|s| s.data)
+            .and_then(|d| {
+                d.get(KEY)
+                    .and_then(|b| <[u8; 32]>::try_from(b.0.as_slice()).ok())
+            });
+        key = copied.ok_or_else(|| {
+            Error::InvalidSpec(format!(
+                "etcd.managed.restoreFrom: Secret {source_name} (the key the snapshot's Secrets \
+                 are encrypted with) is missing or not a 32-byte `{KEY}`; restore it first"
+            ))
+        })?;
+    } else {
+        SystemRandom::new()
+            .fill(&mut key)
+            .map_err(|_| Error::Conflict("the system random generator failed".to_owned()))?;
+    }
     let mut secret = build::owned_secret(tenant, &name);
     secret.data = Some([(KEY.to_owned(), ByteString(key.to_vec()))].into());
     if !create_if_absent(client, &secret).await? {

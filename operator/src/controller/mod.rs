@@ -9,6 +9,7 @@ mod encryption;
 mod error;
 mod node_join;
 mod pki;
+mod restore;
 mod tenant_api;
 
 use std::collections::HashMap;
@@ -140,8 +141,26 @@ struct Observation {
     next: Next,
     /// Hibernated (or going to sleep): the phase is Hibernated.
     hibernated: bool,
+    /// An in-place restore holds the tenant: the phase is Restoring.
+    restoring: bool,
     /// `status.backup` as this pass left it (None: as it was).
     backup: Option<hostplane_api::v1alpha1::BackupStatus>,
+}
+
+impl Next {
+    /// After a pass of an awake tenant: its seed workloads ready or not, the tenant ready or not,
+    /// its nodes settling or not.
+    fn after(workloads_ready: bool, ready: bool, settling: bool) -> Self {
+        if !workloads_ready {
+            Next::SeedWorkload
+        } else if !ready {
+            Next::TenantAnswer
+        } else if settling {
+            Next::NodesSettling
+        } else {
+            Next::Resync
+        }
+    }
 }
 
 /// What the next pass of a tenant waits for, after a pass that went through.
@@ -186,6 +205,7 @@ async fn reconcile_once(tcp: &Arc<TenantControlPlane>, ctx: &Context) -> Result<
                 nodes: o.nodes.clone(),
                 next: o.next,
                 hibernated: o.hibernated,
+                restoring: o.restoring,
                 backup: o.backup.clone(),
             },
             Some(endpoint.clone()),
@@ -198,6 +218,7 @@ async fn reconcile_once(tcp: &Arc<TenantControlPlane>, ctx: &Context) -> Result<
                 nodes: None,
                 next: Next::TenantAnswer,
                 hibernated: false,
+                restoring: false,
                 backup: None,
             },
             tcp.status.as_ref().and_then(|s| s.endpoint.clone()),
@@ -308,7 +329,10 @@ async fn provision(
         k8s_openapi::jiff::Timestamp::now(),
     )
     .map_err(|e| Error::InvalidSpec(e.to_string()))?;
-    tenant.asleep = sleep.asleep;
+    let mut restore = restore::for_pass(client, tcp, &tenant).await?;
+    // Held by a restore this pass: etcd and the control plane stay at zero.
+    let held = restore::stops_etcd(restore.as_ref());
+    tenant.asleep = sleep.asleep || held;
     let probe_url = format!(
         "https://{}:{}",
         build::url_host(&cluster_ip),
@@ -326,7 +350,14 @@ async fn provision(
     {
         ctx.metrics.certificates_expire(tcp, first);
     }
-    let key = encryption::ensure_key(client, &tenant, pki_state.existed).await?;
+    let restore_from = tcp
+        .spec
+        .etcd
+        .managed
+        .as_ref()
+        .and_then(|m| m.restore_from.as_ref())
+        .map(|r| r.tenant.as_str());
+    let key = encryption::ensure_key(client, &tenant, pki_state.existed, restore_from).await?;
     let children = build::build(&tenant, &pki_state.pki, &key)?;
     let applied = Applied {
         secrets: &pki_state.listed,
@@ -339,30 +370,29 @@ async fn provision(
     } else {
         observe(client, &tenant, &pki_state, &workloads, &probe_url).await?
     };
-    // Backups need a running etcd; one due while it sleeps runs once it wakes.
-    let mut next_backup = None;
-    if let Some(spec) = tcp.spec.backup.as_ref()
-        && !tenant.asleep
-        && rollout::etcd_has_quorum(&workloads.etcd)
-    {
-        let state = backup::ensure(
-            client,
-            tcp,
-            &tenant,
-            spec,
-            ctx.settings.operator_image.as_deref(),
-        )
-        .await?;
-        observation.conditions.push(state.condition);
-        observation.backup = Some(state.status);
-        next_backup = state.next;
+    if let Some(r) = restore.as_mut() {
+        let pass = restore::Pass {
+            held,
+            running: running_pods(&workloads),
+            hibernated: sleep.asleep,
+        };
+        restore::step(tcp, ctx, &tenant, r, &pass, &mut observation).await?;
     }
+    // Backups need a running etcd; one due while it sleeps runs once it wakes.
+    let next_backup = if tenant.asleep || !rollout::etcd_has_quorum(&workloads.etcd) {
+        None
+    } else {
+        backup::observe(ctx, tcp, &tenant, &mut observation).await?
+    };
     for next in [sleep.next_change, next_backup]
         .into_iter()
         .flatten()
         .filter_map(|t| time::OffsetDateTime::from_unix_timestamp(t.as_second()).ok())
     {
         observation.due = Some(observation.due.map_or(next, |due| due.min(next)));
+    }
+    if let Some(r) = restore {
+        restore::record(tcp, r, &mut observation);
     }
     Ok((observation, tenant.endpoint_url()))
 }
@@ -480,15 +510,11 @@ async fn observe(
         conditions.push(a.condition);
         a.nodes
     });
-    let next = if !(etcd.ready && apiserver.ready && controllers_ready) {
-        Next::SeedWorkload
-    } else if !ready {
-        Next::TenantAnswer
-    } else if settling {
-        Next::NodesSettling
-    } else {
-        Next::Resync
-    };
+    let next = Next::after(
+        etcd.ready && apiserver.ready && controllers_ready,
+        ready,
+        settling,
+    );
     Ok(Observation {
         conditions,
         ready,
@@ -496,8 +522,20 @@ async fn observe(
         nodes,
         next,
         hibernated: false,
+        restoring: false,
         backup: None,
     })
+}
+
+/// Pods of the tenant's etcd and control plane that still exist.
+fn running_pods(workloads: &Workloads) -> i32 {
+    rollout::running_pods(&workloads.etcd)
+        + workloads
+            .apiserver
+            .iter()
+            .chain(&workloads.controllers)
+            .map(rollout::running_deployment_pods)
+            .sum::<i32>()
 }
 
 /// A hibernating tenant: nothing is asked of it (it does not answer); the conditions say it
@@ -507,13 +545,7 @@ fn observe_asleep(
     workloads: &Workloads,
     sleep: &crate::hibernation::Sleep,
 ) -> Observation {
-    let running = rollout::running_pods(&workloads.etcd)
-        + workloads
-            .apiserver
-            .iter()
-            .chain(&workloads.controllers)
-            .map(rollout::running_deployment_pods)
-            .sum::<i32>();
+    let running = running_pods(workloads);
     let (reason, message) = if running == 0 {
         (
             "Hibernated",
@@ -553,6 +585,7 @@ fn observe_asleep(
             Next::Resync
         },
         hibernated: true,
+        restoring: false,
         backup: None,
     }
 }
@@ -808,7 +841,9 @@ async fn write_status(
     failed: bool,
 ) -> Result<(), Error> {
     let old = tcp.status.as_ref();
-    let phase = if observation.hibernated {
+    let phase = if observation.restoring {
+        Phase::Restoring
+    } else if observation.hibernated {
         Phase::Hibernated
     } else {
         status::phase(observation.ready, failed)

@@ -153,6 +153,7 @@ fn default_spec() -> TenantControlPlaneSpec {
                     storage_class_name: None,
                 },
                 resources: None,
+                restore_from: None,
             }),
         },
         network: NetworkSpec {
@@ -256,6 +257,10 @@ fn full_spec() -> TenantControlPlaneSpec {
                     storage_class_name: Some("fast".into()),
                 },
                 resources: Some(resources),
+                restore_from: Some(RestoreFrom {
+                    tenant: "tenant-b".into(),
+                    snapshot: "tenant-b-20261123-120000.db".into(),
+                }),
             }),
         },
         network: NetworkSpec {
@@ -479,6 +484,22 @@ fn service_node_port_only_with_type_node_port() {
             MSG_SERVICE_NODE_PORT,
         );
     }
+}
+
+#[test]
+fn restore_from_is_fixed_at_creation() {
+    let from = json!({"tenant": "a", "snapshot": "a-20261123-120000.db"});
+    let with = spec(&json!({"etcd": {"managed": {"restoreFrom": from}}}));
+    let without = spec(&json!({"etcd": {"managed": {}}}));
+    assert_accepted(&with);
+    assert_update_accepted(&with, &with);
+    let message = MSG_RESTORE_FROM_FIXED;
+    let path = "etcd.managed";
+    assert_update_refused(&without, &with, &[(path, message)]);
+    assert_update_refused(&with, &without, &[(path, message)]);
+    let other =
+        spec(&json!({"etcd": {"managed": {"restoreFrom": {"tenant": "b", "snapshot": "x.db"}}}}));
+    assert_update_refused(&with, &other, &[(path, message)]);
 }
 
 #[test]
@@ -843,6 +864,7 @@ fn status_conditions_are_a_list_map_keyed_by_type() {
             "Upgrading",
             "Rotating",
             "Hibernated",
+            "Restoring",
             "Deleting",
             "Failed"
         ])
@@ -921,7 +943,7 @@ fn every_rule_has_a_message_and_bounded_input() {
         }
     });
     assert_eq!(
-        rules, 23,
+        rules, 24,
         "a rule was added or lost; update the tests and the e2e"
     );
 }
