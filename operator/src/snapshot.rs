@@ -221,7 +221,7 @@ pub fn check_for_restore(
             available,
         });
     }
-    verify(&path, name)?;
+    let (_, sha256) = verify(&path, name)?;
     let json = dir.join(format!("{stem}.json"));
     let metadata: Metadata = fs::read(&json)
         .map_err(|e| e.to_string())
@@ -230,6 +230,9 @@ pub fn check_for_restore(
             name: name.to_owned(),
             why,
         })?;
+    if metadata.snapshot.sha256 != sha256 {
+        return Err(SnapshotError::Corrupt(name.to_owned()));
+    }
     if metadata.uid != uid {
         return Err(SnapshotError::OtherTenant {
             name: name.to_owned(),
@@ -244,26 +247,35 @@ pub fn check_for_restore(
     Ok(metadata)
 }
 
-/// The restore Job's last step, once etcdutl wrote `data.restoring`: the member's `data` goes
-/// aside as `data.before-restore-<stamp>` (replacing an older one) and `data.restoring` takes its
-/// place. Two renames in one directory: etcd sees the old data or the new, never a mix.
+/// The swap Job's step, once every member's `data.restoring` is written: the member's `data`
+/// goes aside as `data.before-restore-<stamp>` (replacing an older one) and `data.restoring`
+/// takes its place. Two renames in one directory, and it can run again: after a stop between
+/// the two it finishes the second; after both it changes nothing. Older copies are removed only
+/// while `data` exists, so the only copy of the data is never removed.
 pub fn swap(member: &Path, stamp: &str) -> Result<(), SnapshotError> {
     let restoring = member.join(RESTORING);
-    fs::metadata(&restoring).map_err(io(&restoring))?;
-    for entry in fs::read_dir(member).map_err(io(member))? {
-        let entry = entry.map_err(io(member))?;
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(BEFORE_RESTORE)
-        {
-            let path = entry.path();
-            fs::remove_dir_all(&path).map_err(io(&path))?;
-        }
-    }
     let data = member.join(DATA);
+    let aside = member.join(format!("{BEFORE_RESTORE}{stamp}"));
+    if !restoring.exists() {
+        // Done already (a second run), or etcdutl wrote nothing.
+        return if data.exists() && aside.exists() {
+            Ok(())
+        } else {
+            Err(io(&restoring)(std::io::ErrorKind::NotFound.into()))
+        };
+    }
     if data.exists() {
-        let aside = member.join(format!("{BEFORE_RESTORE}{stamp}"));
+        for entry in fs::read_dir(member).map_err(io(member))? {
+            let entry = entry.map_err(io(member))?;
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(BEFORE_RESTORE)
+            {
+                let path = entry.path();
+                fs::remove_dir_all(&path).map_err(io(&path))?;
+            }
+        }
         fs::rename(&data, &aside).map_err(io(&data))?;
     }
     fs::rename(&restoring, &data).map_err(io(&restoring))?;
@@ -388,6 +400,13 @@ mod tests {
             refused("s2.db", "uid-1"),
             SnapshotError::Corrupt(_)
         ));
+        // A whole snapshot beside another one's metadata.
+        fs::write(dir.join("s3.db"), snapshot(1, 4)).unwrap();
+        fs::copy(dir.join("s1.json"), dir.join("s3.json")).unwrap();
+        assert!(matches!(
+            refused("s3.db", "uid-1"),
+            SnapshotError::Corrupt(_)
+        ));
         // Nothing of the member changed.
         assert_eq!(names(&member), [DATA]);
 
@@ -409,9 +428,18 @@ mod tests {
         fs::create_dir_all(member.join(RESTORING)).unwrap();
         swap(&member, "2").unwrap();
         assert_eq!(names(&member), [DATA, "data.before-restore-2"]);
-        // No data.restoring (etcdutl failed): nothing moves.
+        // Run again: nothing changes. No data.restoring (etcdutl failed): nothing moves.
+        swap(&member, "2").unwrap();
         assert!(swap(&member, "3").is_err());
         assert_eq!(names(&member), [DATA, "data.before-restore-2"]);
+        // Stopped between the two renames: a second run finishes, keeping the old data aside.
+        fs::rename(member.join(DATA), member.join("data.before-restore-4")).unwrap();
+        fs::create_dir_all(member.join(RESTORING)).unwrap();
+        swap(&member, "4").unwrap();
+        assert_eq!(
+            names(&member),
+            [DATA, "data.before-restore-2", "data.before-restore-4"]
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 

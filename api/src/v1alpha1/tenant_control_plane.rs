@@ -821,8 +821,13 @@ pub struct RestoreStatus {
     pub source: Option<String>,
     /// The snapshot restored (file name on the backup volume).
     pub snapshot: String,
-    /// Stopping (the control plane scaled to zero), Restoring (a Job per etcd member), Starting,
-    /// then Succeeded or Failed.
+    /// When this attempt began (`YYYYMMDD-HHMMSS`, UTC): its Jobs are named after it, so a value
+    /// used before is a new restore, not the old Jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<String>,
+    /// Stopping (the control plane scaled to zero), Restoring (a Job per etcd member writes the
+    /// snapshot beside its data), Swapping (once all have: a Job per member puts it in place),
+    /// Starting, then Succeeded or Failed.
     pub step: RestoreStep,
     /// What happened last, in words; for Failed, why and what to do.
     #[serde(default)]
@@ -837,8 +842,10 @@ pub enum RestoreStep {
     /// The control plane and etcd are being scaled to zero.
     #[default]
     Stopping,
-    /// A Job per etcd member checks the snapshot and replaces the member's data.
+    /// A Job per etcd member checks the snapshot and writes it beside the member's data.
     Restoring,
+    /// Every member's restored data is there: a Job per member puts it in place of the old.
+    Swapping,
     /// The control plane is starting on the restored data.
     Starting,
     /// Done: the tenant is Ready on the restored data.

@@ -282,6 +282,7 @@ async fn snapshot_status(
         .await?
         .ok()?;
     if phase != "Succeeded" {
+        println!("etcdutl snapshot status {file}: {}", logs.trim());
         return Ok(None);
     }
     let status: serde_json::Value = serde_json::from_str(logs.trim())

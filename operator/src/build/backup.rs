@@ -132,7 +132,7 @@ pub fn job(tenant: &Tenant, spec: &BackupSpec, inputs: &JobInputs<'_>) -> Result
 
 /// What one restore Job is: its name, the member it restores (`<tcp>-etcd-<i>`), the snapshot
 /// file (`<name>.db`) on the backup volume `claim` of the tenant with `uid` (this one's, or the
-/// `restoreFrom` tenant's), a stamp for the old data's name, and the operator's image.
+/// `restoreFrom` tenant's), the attempt's stamp (the old data's name), and the operator's image.
 pub struct RestoreInputs<'a> {
     pub job: &'a str,
     pub member: &'a str,
@@ -143,12 +143,25 @@ pub struct RestoreInputs<'a> {
     pub operator_image: &'a str,
 }
 
-/// The Job that restores one etcd member from a snapshot while etcd is stopped: `restore-check`
-/// (the snapshot is whole and this tenant's; nothing touched otherwise), `etcdutl snapshot
-/// restore` into `data.restoring` (revisions bumped and marked compacted, so that clients
-/// re-list instead of watching from revisions the restore took back), then `restore-swap` puts it
-/// in place of `data`, kept aside. Not retried: a failure is reported.
-pub fn restore_job(tenant: &Tenant, inputs: &RestoreInputs<'_>) -> Result<Job, BuildError> {
+/// The two Jobs of a member's restore, run while etcd is stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestoreStage {
+    /// `restore-check` (the snapshot is whole and this tenant's; nothing touched otherwise),
+    /// then `etcdutl snapshot restore` into `data.restoring` (revisions bumped and marked
+    /// compacted, so that clients re-list instead of watching from revisions the restore took
+    /// back). Not retried: a failure is reported, and the member's data is untouched.
+    Prepare,
+    /// Once every member's Prepare Job completed: `restore-swap` puts `data.restoring` in place
+    /// of `data`, kept aside. It can run again, so it is retried.
+    Swap,
+}
+
+/// A member's Job of `stage`.
+pub fn restore_job(
+    tenant: &Tenant,
+    stage: RestoreStage,
+    inputs: &RestoreInputs<'_>,
+) -> Result<Job, BuildError> {
     let backups = json!({"name": "backups", "mountPath": BACKUP_DIR, "readOnly": true});
     let data = json!({"name": "data", "mountPath": MEMBER_DIR});
     let operator = |name: &str, args: Vec<String>, mounts: serde_json::Value| {
@@ -163,37 +176,71 @@ pub fn restore_job(tenant: &Tenant, inputs: &RestoreInputs<'_>) -> Result<Job, B
             "volumeMounts": mounts,
         })
     };
-    let check = operator(
-        "check",
-        vec![
-            "restore-check".into(),
-            "--dir".into(),
-            BACKUP_DIR.into(),
-            "--name".into(),
-            inputs.snapshot.into(),
-            "--uid".into(),
-            inputs.uid.into(),
-            "--member".into(),
-            MEMBER_DIR.into(),
-        ],
-        json!([backups, data]),
-    );
-    let swap = operator(
-        "swap",
-        vec![
-            "restore-swap".into(),
-            "--member".into(),
-            MEMBER_DIR.into(),
-            "--stamp".into(),
-            inputs.stamp.into(),
-        ],
-        json!([data]),
-    );
+    let data_volume = json!({"name": "data", "persistentVolumeClaim": {"claimName": format!("data-{}", inputs.member)}});
+    let (init, containers, volumes, retries) = match stage {
+        RestoreStage::Prepare => {
+            let check = operator(
+                "check",
+                vec![
+                    "restore-check".into(),
+                    "--dir".into(),
+                    BACKUP_DIR.into(),
+                    "--name".into(),
+                    inputs.snapshot.into(),
+                    "--uid".into(),
+                    inputs.uid.into(),
+                    "--member".into(),
+                    MEMBER_DIR.into(),
+                ],
+                json!([backups, data]),
+            );
+            let restore = json!({
+                "name": "restore",
+                "image": tenant.image(&format!("etcd:{}", super::etcd_image_tag())),
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["etcdutl"],
+                "args": [
+                    "snapshot", "restore", format!("{BACKUP_DIR}/{}", inputs.snapshot),
+                    format!("--data-dir={MEMBER_DIR}/{RESTORING}"),
+                    format!("--name={}", inputs.member),
+                    format!("--initial-cluster={}", etcd::initial_cluster(tenant).join(",")),
+                    format!("--initial-cluster-token={}", tenant.name),
+                    format!("--initial-advertise-peer-urls={}", etcd::peer_url(tenant, inputs.member)),
+                    "--bump-revision=1000000000",
+                    "--mark-compacted",
+                ],
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+                "securityContext": container_security(),
+                "volumeMounts": [backups, data],
+            });
+            let backups_volume = json!({"name": "backups", "persistentVolumeClaim": {"claimName": inputs.claim, "readOnly": true}});
+            (
+                json!([check]),
+                json!([restore]),
+                json!([backups_volume, data_volume]),
+                0,
+            )
+        }
+        RestoreStage::Swap => {
+            let swap = operator(
+                "swap",
+                vec![
+                    "restore-swap".into(),
+                    "--member".into(),
+                    MEMBER_DIR.into(),
+                    "--stamp".into(),
+                    inputs.stamp.into(),
+                ],
+                json!([data]),
+            );
+            (json!([]), json!([swap]), json!([data_volume]), 2)
+        }
+    };
     let mut job: Job = typed(
         "restore Job",
         json!({
             "spec": {
-                "backoffLimit": 0,
+                "backoffLimit": retries,
                 "activeDeadlineSeconds": 900,
                 "ttlSecondsAfterFinished": 86_400,
                 "template": {
@@ -203,30 +250,9 @@ pub fn restore_job(tenant: &Tenant, inputs: &RestoreInputs<'_>) -> Result<Job, B
                         "automountServiceAccountToken": false,
                         "enableServiceLinks": false,
                         "securityContext": pod_security(0),
-                        "initContainers": [check, {
-                            "name": "restore",
-                            "image": tenant.image(&format!("etcd:{}", super::etcd_image_tag())),
-                            "imagePullPolicy": "IfNotPresent",
-                            "command": ["etcdutl"],
-                            "args": [
-                                "snapshot", "restore", format!("{BACKUP_DIR}/{}", inputs.snapshot),
-                                format!("--data-dir={MEMBER_DIR}/{RESTORING}"),
-                                format!("--name={}", inputs.member),
-                                format!("--initial-cluster={}", etcd::initial_cluster(tenant).join(",")),
-                                format!("--initial-cluster-token={}", tenant.name),
-                                format!("--initial-advertise-peer-urls={}", etcd::peer_url(tenant, inputs.member)),
-                                "--bump-revision=1000000000",
-                                "--mark-compacted",
-                            ],
-                            "terminationMessagePolicy": "FallbackToLogsOnError",
-                            "securityContext": container_security(),
-                            "volumeMounts": [backups, data],
-                        }],
-                        "containers": [swap],
-                        "volumes": [
-                            {"name": "backups", "persistentVolumeClaim": {"claimName": inputs.claim, "readOnly": true}},
-                            {"name": "data", "persistentVolumeClaim": {"claimName": format!("data-{}", inputs.member)}},
-                        ],
+                        "initContainers": init,
+                        "containers": containers,
+                        "volumes": volumes,
                     },
                 },
             },

@@ -875,21 +875,18 @@ fn a_backup_job_saves_with_etcdctl_then_checks_with_the_operator_image() {
 }
 
 #[test]
-fn a_restore_job_checks_restores_aside_and_swaps_one_member() {
+fn restore_jobs_check_and_restore_aside_then_swap_one_member() {
     let t = tenant(&json!({"version": "1.36.3", "etcd": {"managed": {"replicas": 3}}}));
-    let job = backup::restore_job(
-        &t,
-        &backup::RestoreInputs {
-            job: "t-restore-1-abcd0123",
-            member: "t-etcd-1",
-            snapshot: "t-20261123-120000.db",
-            claim: "src-etcd-backups",
-            uid: "uid-of-src",
-            stamp: "20261123-130000",
-            operator_image: "example.org/hostplane-operator:v0",
-        },
-    )
-    .unwrap();
+    let inputs = backup::RestoreInputs {
+        job: "t-restore-1-20261123-130000",
+        member: "t-etcd-1",
+        snapshot: "t-20261123-120000.db",
+        claim: "src-etcd-backups",
+        uid: "uid-of-src",
+        stamp: "20261123-130000",
+        operator_image: "example.org/hostplane-operator:v0",
+    };
+    let job = backup::restore_job(&t, backup::RestoreStage::Prepare, &inputs).unwrap();
     let spec = job.spec.unwrap();
     assert_eq!(
         spec.backoff_limit,
@@ -903,7 +900,7 @@ fn a_restore_job_checks_restores_aside_and_swaps_one_member() {
         .chain(&pod.containers)
         .map(|c| c.name.as_str())
         .collect();
-    assert_eq!(names, ["check", "restore", "swap"]);
+    assert_eq!(names, ["check", "restore"]);
     let check = init[0].args.clone().unwrap();
     assert_eq!(
         check,
@@ -919,7 +916,7 @@ fn a_restore_job_checks_restores_aside_and_swaps_one_member() {
             "/var/lib/etcd"
         ]
     );
-    let restore = init[1].args.clone().unwrap();
+    let restore = pod.containers[0].args.clone().unwrap();
     for want in [
         "--data-dir=/var/lib/etcd/data.restoring",
         "--name=t-etcd-1",
@@ -950,6 +947,22 @@ fn a_restore_job_checks_restores_aside_and_swaps_one_member() {
             ("data".to_owned(), "data-t-etcd-1".to_owned())
         ]
     );
+    // The swap: its own Job, retried (it can run again), only the member's volume.
+    let swap = backup::restore_job(&t, backup::RestoreStage::Swap, &inputs).unwrap();
+    let spec = swap.spec.unwrap();
+    assert_eq!(spec.backoff_limit, Some(2));
+    let pod = spec.template.spec.unwrap();
+    assert_eq!(
+        pod.containers[0].args.clone().unwrap(),
+        [
+            "restore-swap",
+            "--member",
+            "/var/lib/etcd",
+            "--stamp",
+            "20261123-130000"
+        ]
+    );
+    assert_eq!(pod.volumes.unwrap().len(), 1);
     // The member's claim as the StatefulSet would make it.
     let claim = etcd::member_claim(&t, "t-etcd-1").unwrap();
     assert_eq!(claim.name_any(), "data-t-etcd-1");

@@ -115,7 +115,8 @@ pub async fn ensure(
             });
         };
         let snapshot = format!("{}-{}", tenant.name, now.strftime("%Y%m%d-%H%M%S"));
-        start(&jobs_api, tenant, spec, &request, &snapshot, image).await?;
+        let last = status.last_snapshot.as_ref().map(|s| s.name.as_str());
+        start(&jobs_api, tenant, spec, (&request, last), &snapshot, image).await?;
         match request {
             Request::Scheduled(at) => status.last_scheduled = Some(at.to_string()),
             Request::OnDemand(value) => status.last_request = Some(value),
@@ -222,11 +223,11 @@ async fn start(
     jobs: &Api<Job>,
     tenant: &Tenant,
     spec: &BackupSpec,
-    request: &Request,
+    (request, last): (&Request, Option<&str>),
     snapshot: &str,
     image: &str,
 ) -> Result<(), Error> {
-    let job_name = job_name(&tenant.name, request);
+    let job_name = job_name(&tenant.name, request, last);
     let mut job = build::job(
         tenant,
         spec,
@@ -245,14 +246,22 @@ async fn start(
     }
 }
 
-/// `<tcp>-backup-<YYYYMMDDHHMM>` for a scheduled one, `<tcp>-backup-<8 hex of the value>` for a
-/// request; the TCP's name cut so that the Job's name fits a label (63).
-fn job_name(tcp: &str, request: &Request) -> String {
+/// `<tcp>-backup-<YYYYMMDDHHMM>` for a scheduled one, `<tcp>-backup-now-<8 hex>` for a request;
+/// the TCP's name cut so that the Job's name fits a label (63).
+fn job_name(tcp: &str, request: &Request, last: Option<&str>) -> String {
+    // One Job per occurrence, or per request value and the last snapshot before it, however
+    // many passes start it (a pass may run on a TenantControlPlane read before the previous
+    // pass's status write: it must find that Job, not make a second). A value used again after
+    // other snapshots is a new backup.
     let suffix = match request {
         Request::Scheduled(at) => at.strftime("%Y%m%d%H%M").to_string(),
         Request::OnDemand(value) => {
-            let digest = ring::digest::digest(&ring::digest::SHA256, value.as_bytes());
-            crate::snapshot::hex(digest.as_ref().get(..4).unwrap_or_default())
+            let key = format!("{value}\n{}", last.unwrap_or_default());
+            let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+            format!(
+                "now-{}",
+                crate::snapshot::hex(digest.as_ref().get(..4).unwrap_or_default())
+            )
         }
     };
     let cut: String = tcp
@@ -340,19 +349,21 @@ mod tests {
     fn job_names_fit_a_label_and_say_what_they_are() {
         let at: Timestamp = "2026-11-23T12:00:00Z".parse().unwrap();
         assert_eq!(
-            job_name("demo", &Request::Scheduled(at)),
+            job_name("demo", &Request::Scheduled(at), None),
             "demo-backup-202611231200"
         );
-        let request = job_name("demo", &Request::OnDemand("before-upgrade".into()));
+        // Two passes serving one request find one Job; the same value after other snapshots is
+        // another Job.
+        let request = Request::OnDemand("before-upgrade".into());
+        let first = job_name("demo", &request, Some("demo-1.db"));
         assert!(
-            request.starts_with("demo-backup-") && request.len() == 20,
-            "{request}"
+            first.starts_with("demo-backup-now-") && first.len() == 24,
+            "{first}"
         );
-        assert_ne!(
-            request,
-            job_name("demo", &Request::OnDemand("other".into()))
-        );
+        assert_eq!(first, job_name("demo", &request, Some("demo-1.db")));
+        assert_ne!(first, job_name("demo", &request, Some("demo-2.db")));
         let long = "a".repeat(60);
-        assert!(job_name(&long, &Request::Scheduled(at)).len() <= 63);
+        assert!(job_name(&long, &Request::Scheduled(at), None).len() <= 63);
+        assert!(job_name(&long, &request, None).len() <= 63);
     }
 }

@@ -373,6 +373,7 @@ async fn provision(
     if let Some(r) = restore.as_mut() {
         let pass = restore::Pass {
             held,
+            recorded: restore::recorded(tcp, r),
             running: running_pods(&workloads),
             hibernated: sleep.asleep,
         };

@@ -4,33 +4,36 @@
 //!
 //! 1. Stopping: the control plane and etcd are scaled to zero (as for hibernation);
 //! 2. Restoring: once no pod of the tenant runs, a Job per etcd member checks the snapshot and
-//!    replaces the member's data (build::backup::restore_job);
-//! 3. Starting: the control plane is scaled up again in the usual order;
-//! 4. Succeeded once Ready, or Failed (the tenant starts again on the data it had: nothing was
-//!    swapped) with the Jobs' reason.
+//!    writes it beside the member's data (build::backup::RestoreStage::Prepare);
+//! 3. Swapping: once every member's is written, a Job per member puts it in place (Swap);
+//! 4. Starting: the control plane is scaled up again in the usual order;
+//! 5. Succeeded once Ready, or Failed with the Jobs' reason: a failure while Restoring, once none
+//!    of its Jobs runs any more, leaves every member on the data it had.
 
 use hostplane_api::v1alpha1::{RESTORE_ANNOTATION, RestoreStatus, RestoreStep, TenantControlPlane};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::events::EventType;
 use kube::{Client, ResourceExt as _};
 
 use super::apply;
 use super::error::Error;
-use crate::build::backup::{self as build, RestoreInputs};
+use crate::build::backup::{self as build, RestoreInputs, RestoreStage};
 use crate::build::{TENANT_LABEL, Tenant, etcd};
 use crate::status::READY;
 use tracing::warn;
 
-/// The annotation on a restore Job naming the request it serves.
-const REQUEST_ANNOTATION: &str = "hostplane.dev/restore-request";
+/// The annotation on a restore Job naming the attempt it serves.
+const ATTEMPT_ANNOTATION: &str = "hostplane.dev/restore-attempt";
 /// The request of a tenant created from a snapshot (`spec.etcd.managed.restoreFrom`).
 pub const RESTORE_FROM_REQUEST: &str = "restoreFrom";
 
 /// The restore this pass works on: the one in progress, or a new one the annotation asks for
-/// (a value not served yet). Pure.
-pub fn current(tcp: &TenantControlPlane) -> Option<RestoreStatus> {
+/// (a value not served yet), which begins `now`. Pure.
+pub fn current(tcp: &TenantControlPlane, now: Timestamp) -> Option<RestoreStatus> {
+    let attempt = Some(now.strftime("%Y%m%d-%H%M%S").to_string());
     let last = tcp
         .status
         .as_ref()
@@ -53,6 +56,7 @@ pub fn current(tcp: &TenantControlPlane) -> Option<RestoreStatus> {
             request: RESTORE_FROM_REQUEST.to_owned(),
             source: Some(from.tenant.clone()),
             snapshot: from.snapshot.clone(),
+            attempt,
             step: RestoreStep::Stopping,
             message: format!(
                 "etcd is created from snapshot {} of TenantControlPlane {}",
@@ -72,6 +76,7 @@ pub fn current(tcp: &TenantControlPlane) -> Option<RestoreStatus> {
         request: request.clone(),
         source: None,
         snapshot: snapshot.to_owned(),
+        attempt,
         step: RestoreStep::Stopping,
         message: format!("stopping the control plane to restore {snapshot}"),
     })
@@ -84,7 +89,7 @@ pub async fn for_pass(
     tcp: &TenantControlPlane,
     tenant: &Tenant,
 ) -> Result<Option<RestoreStatus>, Error> {
-    let restore = current(tcp);
+    let restore = current(tcp, Timestamp::now());
     let recorded = tcp
         .status
         .as_ref()
@@ -116,6 +121,9 @@ async fn etcd_has_data(client: &Client, tenant: &Tenant) -> Result<bool, Error> 
 /// still there, whether it stays hibernated.
 pub struct Pass {
     pub held: bool,
+    /// The restore is in the status as this pass has it: Jobs start only then, so that a pass
+    /// whose status write is lost cannot start a second attempt beside the first.
+    pub recorded: bool,
     pub running: i32,
     pub hibernated: bool,
 }
@@ -188,13 +196,30 @@ pub(super) fn record(
 pub fn in_progress(step: RestoreStep) -> bool {
     matches!(
         step,
-        RestoreStep::Stopping | RestoreStep::Restoring | RestoreStep::Starting
+        RestoreStep::Stopping
+            | RestoreStep::Restoring
+            | RestoreStep::Swapping
+            | RestoreStep::Starting
     )
 }
 
 /// Whether etcd must be stopped for it.
 pub fn stops_etcd(restore: Option<&RestoreStatus>) -> bool {
-    restore.is_some_and(|r| matches!(r.step, RestoreStep::Stopping | RestoreStep::Restoring))
+    restore.is_some_and(|r| {
+        matches!(
+            r.step,
+            RestoreStep::Stopping | RestoreStep::Restoring | RestoreStep::Swapping
+        )
+    })
+}
+
+/// Whether `tcp`'s status holds this attempt of `restore`.
+pub fn recorded(tcp: &TenantControlPlane, restore: &RestoreStatus) -> bool {
+    tcp.status
+        .as_ref()
+        .and_then(|s| s.backup.as_ref())
+        .and_then(|b| b.restore.as_ref())
+        .is_some_and(|r| r.request == restore.request && r.attempt == restore.attempt)
 }
 
 /// An Event to publish about a step taken.
@@ -214,9 +239,37 @@ async fn advance(
     ready: bool,
     operator_image: Option<&str>,
 ) -> Result<Option<StepEvent>, Error> {
+    let Some(image) = operator_image else {
+        return Ok(Some(fail(
+            restore,
+            "the operator does not know its own image, which the restore Jobs run: set \
+             HOSTPLANE_IMAGE in the operator's Deployment",
+        )));
+    };
     match restore.step {
-        RestoreStep::Stopping if pass.running == 0 => {
-            begin(client, tenant, restore, operator_image).await
+        RestoreStep::Stopping if pass.running == 0 && pass.recorded => {
+            // Never two attempts at once on the same volumes.
+            if let Some(job) = running_restore_job(client, tenant).await? {
+                restore.message =
+                    format!("waiting for restore Job {job} of an earlier attempt to finish");
+                return Ok(None);
+            }
+            let (claim, uid) = match source(client, tenant, restore).await? {
+                Ok(found) => found,
+                Err(why) => return Ok(Some(fail(restore, &why))),
+            };
+            let inputs = (claim.as_str(), uid.as_str(), image);
+            start_jobs(client, tenant, restore, RestoreStage::Prepare, inputs).await?;
+            let message = format!(
+                "a Job per etcd member checks {} and writes it beside the member's data",
+                restore.snapshot
+            );
+            Ok(Some(to(
+                restore,
+                RestoreStep::Restoring,
+                "RestoreRunning",
+                message,
+            )))
         }
         RestoreStep::Stopping => {
             restore.message = format!(
@@ -225,54 +278,20 @@ async fn advance(
             );
             Ok(None)
         }
-        RestoreStep::Restoring => {
-            let jobs = jobs_of(client, tenant, &restore.request).await?;
-            let members = etcd::member_names(tenant).len();
-            if let Some(failed) = jobs
-                .iter()
-                .find(|j| super::backup::finished(j) == Some(false))
-            {
-                let why = super::backup::read_result(client, tenant, failed)
-                    .await?
-                    .err()
-                    .unwrap_or_else(|| "it reported no reason".to_owned());
-                return Ok(Some(fail(
-                    restore,
-                    &format!("restore Job {} failed: {why}", failed.name_any()),
-                )));
-            }
-            let done = jobs
-                .iter()
-                .filter(|j| super::backup::finished(j) == Some(true))
-                .count();
-            if done < members {
-                restore.message = format!(
-                    "restoring {}: {done} of {members} etcd member(s) done",
-                    restore.snapshot
-                );
-                return Ok(None);
-            }
-            let message = format!(
-                "every etcd member holds {}; starting the control plane",
-                restore.snapshot
-            );
-            Ok(Some(to(
-                restore,
-                RestoreStep::Starting,
-                "RestoreStarting",
-                message,
-            )))
+        RestoreStep::Restoring | RestoreStep::Swapping => {
+            jobs_step(client, tenant, restore, image).await
         }
         RestoreStep::Starting if ready || pass.hibernated => {
             let message = format!(
                 "restored {}{}; the data before it is kept beside each member's as \
-                 data.before-restore-*",
+                 data.before-restore-{}",
                 restore.snapshot,
                 if pass.hibernated {
                     " (the tenant stays hibernated)"
                 } else {
                     ""
-                }
+                },
+                restore.attempt.as_deref().unwrap_or("*")
             );
             Ok(Some(to(
                 restore,
@@ -285,56 +304,131 @@ async fn advance(
     }
 }
 
-/// Nothing of the tenant runs: the Jobs start, against this tenant's backup volume or the
-/// `restoreFrom` tenant's (whose member volumes are made first).
-async fn begin(
+/// Restoring or Swapping: waits for this stage's Jobs (creating any missing), fails once one
+/// failed and none runs, or moves on once every member's completed.
+async fn jobs_step(
     client: &Client,
     tenant: &Tenant,
     restore: &mut RestoreStatus,
-    operator_image: Option<&str>,
+    image: &str,
 ) -> Result<Option<StepEvent>, Error> {
-    let Some(image) = operator_image else {
-        return Ok(Some(fail(
-            restore,
-            "the operator does not know its own image, which the restore Jobs run: set \
-             HOSTPLANE_IMAGE in the operator's Deployment",
-        )));
+    let stage = if restore.step == RestoreStep::Restoring {
+        RestoreStage::Prepare
+    } else {
+        RestoreStage::Swap
     };
-    // The backup volume and the uid its snapshots must name.
-    let (claim, uid) = match &restore.source {
-        None => (build::claim_name(tenant), tenant.owner.uid.clone()),
-        Some(source) => {
-            let tcps: Api<TenantControlPlane> = Api::namespaced(client.clone(), &tenant.namespace);
-            let found = tcps.get_opt(source).await.map_err(Error::kube(
-                "get",
-                "TenantControlPlane",
-                source,
-            ))?;
-            let Some(uid) = found.and_then(|t| t.metadata.uid) else {
-                let why = format!(
-                    "TenantControlPlane {source}, whose backup volume holds the snapshot, is not \
-                     in namespace {}",
-                    tenant.namespace
-                );
-                return Ok(Some(fail(restore, &why)));
-            };
-            for member in etcd::member_names(tenant) {
-                apply::apply(client, &etcd::member_claim(tenant, &member)?).await?;
+    let jobs = jobs_of(client, tenant, restore, stage).await?;
+    let members = etcd::member_names(tenant).len();
+    let running = jobs
+        .iter()
+        .filter(|j| super::backup::finished(j).is_none())
+        .count();
+    let done = jobs
+        .iter()
+        .filter(|j| super::backup::finished(j) == Some(true))
+        .count();
+    let failed = jobs
+        .iter()
+        .find(|j| super::backup::finished(j) == Some(false));
+    if let (Some(job), 0) = (failed, running) {
+        let why = super::backup::read_result(client, tenant, job)
+            .await?
+            .err()
+            .unwrap_or_else(|| "it reported no reason".to_owned());
+        let why = match stage {
+            RestoreStage::Prepare => {
+                format!("restore Job {} failed: {why}", job.name_any())
             }
-            (format!("{source}-etcd-backups"), uid)
+            RestoreStage::Swap => format!(
+                "swap Job {} failed: {why}; members whose swap completed hold the \
+                         snapshot, the others their old data: restore again",
+                job.name_any()
+            ),
+        };
+        return Ok(Some(fail(restore, &why)));
+    }
+    if done < members {
+        if jobs.len() < members && failed.is_none() {
+            // Some were not created (a pass cut short): create the rest.
+            let (claim, uid) = match source(client, tenant, restore).await? {
+                Ok(found) => found,
+                Err(why) => return Ok(Some(fail(restore, &why))),
+            };
+            start_jobs(client, tenant, restore, stage, (&claim, &uid, image)).await?;
         }
-    };
-    start_jobs(client, tenant, restore, image, (&claim, &uid)).await?;
+        restore.message = format!(
+            "{} {}: {done} of {members} etcd member(s) done",
+            if stage == RestoreStage::Prepare {
+                "restoring"
+            } else {
+                "swapping in"
+            },
+            restore.snapshot
+        );
+        return Ok(None);
+    }
+    if stage == RestoreStage::Prepare {
+        let (claim, uid) = match source(client, tenant, restore).await? {
+            Ok(found) => found,
+            Err(why) => return Ok(Some(fail(restore, &why))),
+        };
+        start_jobs(
+            client,
+            tenant,
+            restore,
+            RestoreStage::Swap,
+            (&claim, &uid, image),
+        )
+        .await?;
+        let message = format!(
+            "every etcd member's copy of {} is written; a Job per member puts it in place",
+            restore.snapshot
+        );
+        return Ok(Some(to(
+            restore,
+            RestoreStep::Swapping,
+            "RestoreSwapping",
+            message,
+        )));
+    }
     let message = format!(
-        "a Job per etcd member checks {} and puts it in place of the member's data",
+        "every etcd member holds {}; starting the control plane",
         restore.snapshot
     );
     Ok(Some(to(
         restore,
-        RestoreStep::Restoring,
-        "RestoreRunning",
+        RestoreStep::Starting,
+        "RestoreStarting",
         message,
     )))
+}
+
+/// The backup volume holding the snapshot and the uid its metadata must name: this tenant's,
+/// or the `restoreFrom` tenant's (whose member volumes are made here, first); or why not.
+async fn source(
+    client: &Client,
+    tenant: &Tenant,
+    restore: &RestoreStatus,
+) -> Result<Result<(String, String), String>, Error> {
+    let Some(source) = &restore.source else {
+        return Ok(Ok((build::claim_name(tenant), tenant.owner.uid.clone())));
+    };
+    let tcps: Api<TenantControlPlane> = Api::namespaced(client.clone(), &tenant.namespace);
+    let found =
+        tcps.get_opt(source)
+            .await
+            .map_err(Error::kube("get", "TenantControlPlane", source))?;
+    let Some(uid) = found.and_then(|t| t.metadata.uid) else {
+        return Ok(Err(format!(
+            "TenantControlPlane {source}, whose backup volume holds the snapshot, is not in \
+             namespace {}",
+            tenant.namespace
+        )));
+    };
+    for member in etcd::member_names(tenant) {
+        apply::apply(client, &etcd::member_claim(tenant, &member)?).await?;
+    }
+    Ok(Ok((format!("{source}-etcd-backups"), uid)))
 }
 
 /// The restore moves to `step`, saying `message`; the Event that tells.
@@ -369,7 +463,31 @@ fn fail(restore: &mut RestoreStatus, why: &str) -> StepEvent {
     }
 }
 
-async fn jobs_of(client: &Client, tenant: &Tenant, request: &str) -> Result<Vec<Job>, Error> {
+/// The Jobs of this attempt's `stage`.
+async fn jobs_of(
+    client: &Client,
+    tenant: &Tenant,
+    restore: &RestoreStatus,
+    stage: RestoreStage,
+) -> Result<Vec<Job>, Error> {
+    let selector = format!(
+        "{TENANT_LABEL}={},app.kubernetes.io/component={}",
+        tenant.name,
+        build::RESTORE_COMPONENT
+    );
+    let want = attempt_value(restore, stage);
+    Ok(Api::<Job>::namespaced(client.clone(), &tenant.namespace)
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(Error::kube("list", "Job", &selector))?
+        .items
+        .into_iter()
+        .filter(|j| j.annotations().get(ATTEMPT_ANNOTATION) == Some(&want))
+        .collect())
+}
+
+/// A restore Job of this tenant, of any attempt, still running.
+async fn running_restore_job(client: &Client, tenant: &Tenant) -> Result<Option<String>, Error> {
     let selector = format!(
         "{TENANT_LABEL}={},app.kubernetes.io/component={}",
         tenant.name,
@@ -380,43 +498,57 @@ async fn jobs_of(client: &Client, tenant: &Tenant, request: &str) -> Result<Vec<
         .await
         .map_err(Error::kube("list", "Job", &selector))?
         .items
-        .into_iter()
-        .filter(|j| j.annotations().get(REQUEST_ANNOTATION).map(String::as_str) == Some(request))
-        .collect())
+        .iter()
+        .find(|j| super::backup::finished(j).is_none())
+        .map(kube::ResourceExt::name_any))
 }
 
-/// One Job per etcd member; one already there (an earlier pass) is taken as started.
+/// `<stage>/<attempt>`: which Jobs are whose.
+fn attempt_value(restore: &RestoreStatus, stage: RestoreStage) -> String {
+    format!(
+        "{}/{}",
+        stage_word(stage),
+        restore.attempt.as_deref().unwrap_or_default()
+    )
+}
+
+fn stage_word(stage: RestoreStage) -> &'static str {
+    match stage {
+        RestoreStage::Prepare => "restore",
+        RestoreStage::Swap => "swap",
+    }
+}
+
+/// One Job per etcd member for `stage` of this attempt (`<tcp>-restore-<i>-<attempt>` or
+/// `<tcp>-swap-<i>-<attempt>`); one already there is taken as started.
 async fn start_jobs(
     client: &Client,
     tenant: &Tenant,
     restore: &RestoreStatus,
-    image: &str,
-    (claim, uid): (&str, &str),
+    stage: RestoreStage,
+    (claim, uid, image): (&str, &str, &str),
 ) -> Result<(), Error> {
     let api: Api<Job> = Api::namespaced(client.clone(), &tenant.namespace);
-    let digest = ring::digest::digest(&ring::digest::SHA256, restore.request.as_bytes());
-    let hash = crate::snapshot::hex(digest.as_ref().get(..4).unwrap_or_default());
-    let stamp = k8s_openapi::jiff::Timestamp::now()
-        .strftime("%Y%m%d-%H%M%S")
-        .to_string();
+    let attempt = restore.attempt.clone().unwrap_or_default();
     for (i, member) in etcd::member_names(tenant).iter().enumerate() {
-        let suffix = format!("-restore-{i}-{hash}");
+        let suffix = format!("-{}-{i}-{attempt}", stage_word(stage));
         let cut: String = tenant.name.chars().take(63 - suffix.len()).collect();
         let name = format!("{}{suffix}", cut.trim_end_matches('-'));
         let mut job = build::restore_job(
             tenant,
+            stage,
             &RestoreInputs {
                 job: &name,
                 member,
                 snapshot: &restore.snapshot,
                 claim,
                 uid,
-                stamp: &stamp,
+                stamp: &attempt,
                 operator_image: image,
             },
         )?;
         job.annotations_mut()
-            .insert(REQUEST_ANNOTATION.to_owned(), restore.request.clone());
+            .insert(ATTEMPT_ANNOTATION.to_owned(), attempt_value(restore, stage));
         match api.create(&PostParams::default(), &job).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 409 => {}
@@ -453,11 +585,16 @@ mod tests {
         tcp
     }
 
+    fn current_now(tcp: &TenantControlPlane) -> Option<RestoreStatus> {
+        current(tcp, "2026-11-23T12:00:00Z".parse().unwrap())
+    }
+
     fn status(request: &str, step: RestoreStep) -> RestoreStatus {
         RestoreStatus {
             request: request.into(),
             source: None,
             snapshot: request.split('#').next().unwrap().into(),
+            attempt: Some("20261123-110000".into()),
             step,
             message: String::new(),
         }
@@ -465,15 +602,17 @@ mod tests {
 
     #[test]
     fn a_new_value_starts_a_restore_and_a_served_one_does_not() {
-        assert_eq!(current(&tcp(None, None)), None);
-        let new = current(&tcp(Some("t-20261123-120000.db#2"), None)).unwrap();
+        assert_eq!(current_now(&tcp(None, None)), None);
+        let new = current_now(&tcp(Some("t-20261123-120000.db#2"), None)).unwrap();
         assert_eq!(new.snapshot, "t-20261123-120000.db");
         assert_eq!(new.step, RestoreStep::Stopping);
         let served = status("a.db", RestoreStep::Succeeded);
-        let again = current(&tcp(Some("a.db"), Some(served.clone()))).unwrap();
+        let again = current_now(&tcp(Some("a.db"), Some(served.clone()))).unwrap();
         assert_eq!(again, served, "the same value is not restored twice");
         assert_eq!(
-            current(&tcp(Some("a.db#2"), Some(served))).unwrap().step,
+            current_now(&tcp(Some("a.db#2"), Some(served)))
+                .unwrap()
+                .step,
             RestoreStep::Stopping
         );
     }
@@ -482,11 +621,11 @@ mod tests {
     fn one_in_progress_goes_on_even_if_the_annotation_changes_or_goes() {
         let running = status("a.db", RestoreStep::Restoring);
         assert_eq!(
-            current(&tcp(None, Some(running.clone()))),
+            current_now(&tcp(None, Some(running.clone()))),
             Some(running.clone())
         );
         assert_eq!(
-            current(&tcp(Some("b.db"), Some(running.clone()))),
+            current_now(&tcp(Some("b.db"), Some(running.clone()))),
             Some(running.clone())
         );
         assert!(stops_etcd(Some(&running)));
