@@ -62,6 +62,16 @@ pub async fn ensure(
     spec: &BackupSpec,
     operator_image: Option<&str>,
 ) -> Result<BackupState, Error> {
+    // What was last started is read from the API server, not the watch cache: a pass can run on
+    // a TenantControlPlane read before the previous pass's status write (seen in CI: a request
+    // served twice, its second snapshot pruning one the test kept). The Jobs are listed fresh
+    // too, so what is due and what runs agree.
+    let name = tcp.name_any();
+    let fresh = Api::<TenantControlPlane>::namespaced(client.clone(), &tenant.namespace)
+        .get(&name)
+        .await
+        .map_err(Error::kube("get", "TenantControlPlane", &name))?;
+    let tcp = &fresh;
     let old = tcp
         .status
         .as_ref()
