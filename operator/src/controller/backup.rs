@@ -79,16 +79,7 @@ pub async fn ensure(
         .unwrap_or_default();
     apply::apply(client, &build::volume_claim(tenant, spec)?).await?;
     let jobs_api: Api<Job> = Api::namespaced(client.clone(), &tenant.namespace);
-    let selector = format!(
-        "{TENANT_LABEL}={},app.kubernetes.io/component={}",
-        tenant.name,
-        build::COMPONENT
-    );
-    let mut jobs = jobs_api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(Error::kube("list", "Job", &selector))?
-        .items;
+    let mut jobs = tenant_jobs(client, tenant, build::COMPONENT).await?;
     jobs.sort_by_key(snapshot_of);
     let mut status = BackupStatus {
         volume_claim_name: Some(build::claim_name(tenant)),
@@ -279,6 +270,23 @@ fn job_name(tcp: &str, request: &Request, last: Option<&str>) -> String {
         .take(63 - "-backup-".len() - suffix.len())
         .collect();
     format!("{}-backup-{suffix}", cut.trim_end_matches('-'))
+}
+
+/// The tenant's Jobs of `component` (backups, restores), listed from the API server.
+pub(super) async fn tenant_jobs(
+    client: &Client,
+    tenant: &Tenant,
+    component: &str,
+) -> Result<Vec<Job>, Error> {
+    let selector = format!(
+        "{TENANT_LABEL}={},app.kubernetes.io/component={component}",
+        tenant.name
+    );
+    Ok(Api::<Job>::namespaced(client.clone(), &tenant.namespace)
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(Error::kube("list", "Job", &selector))?
+        .items)
 }
 
 fn snapshot_of(job: &Job) -> String {

@@ -14,14 +14,14 @@ use hostplane_api::v1alpha1::{RESTORE_ANNOTATION, RestoreStatus, RestoreStep, Te
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube::runtime::events::EventType;
 use kube::{Client, ResourceExt as _};
 
 use super::apply;
 use super::error::Error;
 use crate::build::backup::{self as build, RestoreInputs, RestoreStage};
-use crate::build::{TENANT_LABEL, Tenant, etcd};
+use crate::build::{Tenant, etcd};
 use crate::status::READY;
 use tracing::warn;
 
@@ -350,9 +350,12 @@ async fn jobs_step(
     if done < members {
         if jobs.len() < members && failed.is_none() {
             // Some were not created (a pass cut short): create the rest.
-            let (claim, uid) = match source(client, tenant, restore).await? {
-                Ok(found) => found,
-                Err(why) => return Ok(Some(fail(restore, &why))),
+            let (claim, uid) = match stage {
+                RestoreStage::Prepare => match source(client, tenant, restore).await? {
+                    Ok(found) => found,
+                    Err(why) => return Ok(Some(fail(restore, &why))),
+                },
+                RestoreStage::Swap => swap_source(tenant),
             };
             start_jobs(client, tenant, restore, stage, (&claim, &uid, image)).await?;
         }
@@ -368,10 +371,7 @@ async fn jobs_step(
         return Ok(None);
     }
     if stage == RestoreStage::Prepare {
-        let (claim, uid) = match source(client, tenant, restore).await? {
-            Ok(found) => found,
-            Err(why) => return Ok(Some(fail(restore, &why))),
-        };
+        let (claim, uid) = swap_source(tenant);
         start_jobs(
             client,
             tenant,
@@ -401,6 +401,12 @@ async fn jobs_step(
         "RestoreStarting",
         message,
     )))
+}
+
+/// What the Swap Jobs are given for the backup volume: nothing of it is read (they mount only
+/// the member's volume), so the source tenant is not looked up again (it may be gone by then).
+fn swap_source(tenant: &Tenant) -> (String, String) {
+    (build::claim_name(tenant), tenant.owner.uid.clone())
 }
 
 /// The backup volume holding the snapshot and the uid its metadata must name: this tenant's,
@@ -470,37 +476,25 @@ async fn jobs_of(
     restore: &RestoreStatus,
     stage: RestoreStage,
 ) -> Result<Vec<Job>, Error> {
-    let selector = format!(
-        "{TENANT_LABEL}={},app.kubernetes.io/component={}",
-        tenant.name,
-        build::RESTORE_COMPONENT
-    );
     let want = attempt_value(restore, stage);
-    Ok(Api::<Job>::namespaced(client.clone(), &tenant.namespace)
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(Error::kube("list", "Job", &selector))?
-        .items
-        .into_iter()
-        .filter(|j| j.annotations().get(ATTEMPT_ANNOTATION) == Some(&want))
-        .collect())
+    Ok(
+        super::backup::tenant_jobs(client, tenant, build::RESTORE_COMPONENT)
+            .await?
+            .into_iter()
+            .filter(|j| j.annotations().get(ATTEMPT_ANNOTATION) == Some(&want))
+            .collect(),
+    )
 }
 
 /// A restore Job of this tenant, of any attempt, still running.
 async fn running_restore_job(client: &Client, tenant: &Tenant) -> Result<Option<String>, Error> {
-    let selector = format!(
-        "{TENANT_LABEL}={},app.kubernetes.io/component={}",
-        tenant.name,
-        build::RESTORE_COMPONENT
-    );
-    Ok(Api::<Job>::namespaced(client.clone(), &tenant.namespace)
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(Error::kube("list", "Job", &selector))?
-        .items
-        .iter()
-        .find(|j| super::backup::finished(j).is_none())
-        .map(kube::ResourceExt::name_any))
+    Ok(
+        super::backup::tenant_jobs(client, tenant, build::RESTORE_COMPONENT)
+            .await?
+            .iter()
+            .find(|j| super::backup::finished(j).is_none())
+            .map(kube::ResourceExt::name_any),
+    )
 }
 
 /// `<stage>/<attempt>`: which Jobs are whose.
