@@ -486,7 +486,11 @@ pub async fn client() -> Result<Client> {
         .context("connecting to the cluster of $KUBECONFIG")
 }
 
-/// A namespace of its own for one test, labelled `hostplane.dev/e2e=true`; deleted on drop.
+/// The label that makes the API server enforce a Pod Security Standard in a namespace.
+pub const POD_SECURITY_LABEL: &str = "pod-security.kubernetes.io/enforce";
+
+/// A namespace of its own for one test, labelled `hostplane.dev/e2e=true` and enforcing the
+/// restricted Pod Security Standard; deleted on drop.
 pub struct TestNamespace {
     name: String,
 }
@@ -509,7 +513,12 @@ impl TestNamespace {
         let ns = Namespace {
             metadata: ObjectMeta {
                 generate_name: Some(format!("e2e-{}-", prefix.trim_matches('-'))),
-                labels: Some(BTreeMap::from([(E2E_LABEL.to_owned(), "true".to_owned())])),
+                // Every tenant pod must pass the restricted Pod Security Standard: the API server
+                // refuses the others here.
+                labels: Some(BTreeMap::from([
+                    (E2E_LABEL.to_owned(), "true".to_owned()),
+                    (POD_SECURITY_LABEL.to_owned(), "restricted".to_owned()),
+                ])),
                 annotations: Some(BTreeMap::from([(
                     "hostplane.dev/e2e-test".to_owned(),
                     test.to_owned(),

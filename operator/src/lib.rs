@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod build;
 pub mod controller;
+pub mod diagnose;
 pub mod hibernation;
 pub mod leader;
 pub mod metrics;

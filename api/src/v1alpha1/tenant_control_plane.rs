@@ -48,6 +48,13 @@ pub const BACKUP_NOW_ANNOTATION: &str = "hostplane.dev/backup-now";
 /// control plane started; `status.backup.restore` shows each step.
 pub const RESTORE_ANNOTATION: &str = "hostplane.dev/restore";
 
+/// Annotation that accepts new roots of trust in place of lost or damaged ones: a comma-separated
+/// list of the tenant's root Secrets (`<tcp>-ca`, `<tcp>-front-proxy-ca`, `<tcp>-etcd-ca`,
+/// `<tcp>-sa`). Only a named root that is missing or unusable is replaced (an Event
+/// `RootReplaced` says so), and everything it signed is re-issued: kubeconfigs and certificates
+/// handed out before stop working. Without it a lost root stops the tenant (`RootsUnavailable`).
+pub const ACCEPT_NEW_ROOTS_ANNOTATION: &str = "hostplane.dev/accept-new-roots";
+
 /// The image registry used when `spec.registry` is unset.
 pub const DEFAULT_REGISTRY: &str = "registry.k8s.io";
 /// `spec.network.serviceCIDR` when unset.

@@ -240,8 +240,13 @@ async fn snapshot_status(
     let overrides = serde_json::json!({
         "spec": {
             "restartPolicy": "Never",
+            // The namespace enforces the restricted Pod Security Standard; the snapshots are
+            // the tenant pods' user's (65532).
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
+                "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [{
                 "name": "check",
+                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
                 "image": env.config.etcd_image,
                 "imagePullPolicy": env.config.image_pull_policy,
                 "command": ["etcdutl", "snapshot", "status", format!("/backups/{file}"), "-w", "json"],
@@ -657,5 +662,161 @@ async fn assert_new_tenant_from_snapshot(
         "tcp/r2's copy of the Secret differs: {:?}",
         secret.data
     );
+    Ok(())
+}
+
+/// Deletion never waits on the tenant (issue 11): a TenantControlPlane whose API server cannot
+/// start and whose etcd was deleted is removed with everything it made; a namespace being
+/// deleted with a working tenant in it goes away. The operator holds no finalizer, so only the
+/// garbage collector and the namespace controller are involved, but the operator keeps
+/// reconciling the tenant while it goes: this checks it does not bring back what is deleted.
+#[tokio::test]
+async fn a_broken_tenant_and_a_namespace_being_deleted_are_removed_completely() -> Result<()> {
+    install_crds().await?;
+    let env = TestEnv::new("tcp-broken-delete").await?;
+    let ns_env = TestEnv::new("tcp-ns-delete").await?;
+    let broken = Tcp::apply(&env, "x1").await?;
+    let doomed = Tcp::apply(&ns_env, "x2").await?;
+    broken.wait_ready().await?;
+    break_tenant(&env, &broken).await?;
+    env.kubectl(&["annotate", "tcp/x1", &format!("{CONFIRM_DELETION}=true")])
+        .await?
+        .ok()?;
+    env.kubectl(&["delete", "tcp/x1", "--wait=true", "--timeout=60s"])
+        .await?
+        .ok()
+        .context("deleting the broken tcp/x1")?;
+    super::nothing_left(&env, "x1").await?;
+    // Nothing comes back while the operator looks again (its next pass after the delete).
+    tokio::time::sleep(Duration::from_secs(10)).await; // a window to observe, not an assertion of speed
+    let left = super::left_of(&env, "x1").await?;
+    ensure!(
+        left.is_empty(),
+        "objects of the deleted tcp/x1 came back: {left:?}"
+    );
+    delete_namespace_with_its_tenant(&ns_env, &doomed).await
+}
+
+/// Deletes the namespace of `env` while `tcp` runs there (confirmed) and waits until it is gone.
+async fn delete_namespace_with_its_tenant(env: &TestEnv, tcp: &Tcp<'_>) -> Result<()> {
+    // A namespace deleted while its tenant provisions or runs.
+    let ns = env.namespace().to_owned();
+    env.kubectl(&[
+        "annotate",
+        &format!("tcp/{}", tcp.name),
+        &format!("{CONFIRM_DELETION}=true"),
+    ])
+    .await?
+    .ok()?;
+    poll_until(
+        &format!("namespace {ns} is being deleted"),
+        Duration::from_secs(30),
+        || async {
+            let out = hostplane_e2e::kubectl(&["delete", "namespace", &ns, "--wait=false"]).await?;
+            Ok(if out.success() {
+                Attempt::Done(())
+            } else {
+                Attempt::NotYet(out.stderr.trim().to_owned()) // the policy's cache, see above
+            })
+        },
+    )
+    .await?;
+    poll_until(
+        &format!("namespace {ns} is gone"),
+        Duration::from_secs(240),
+        || async {
+            let out = hostplane_e2e::kubectl(&["get", "namespace", &ns, "-o", "name"]).await?;
+            Ok(if !out.success() && out.stderr.contains("NotFound") {
+                Attempt::Done(())
+            } else {
+                Attempt::NotYet(format!("still there: {}", out.stdout.trim()))
+            })
+        },
+    )
+    .await
+}
+
+/// Breaks tcp/x1 three ways: its etcd CA lost (the operator stops at it, RootsUnavailable, and
+/// repairs nothing), its etcd deleted with its data, its API server restarted with no etcd to
+/// talk to (never ready again).
+async fn break_tenant(env: &TestEnv, broken: &Tcp<'_>) -> Result<()> {
+    env.kubectl(&["delete", "secret", "x1-etcd-ca"])
+        .await?
+        .ok()?;
+    broken.touch("broken").await?;
+    poll_until(
+        "tcp/x1 reports its lost etcd CA",
+        Duration::from_secs(120),
+        || async {
+            let (reason, message) = broken.ready_condition().await?;
+            Ok(if reason == "RootsUnavailable" {
+                Attempt::Done(())
+            } else {
+                Attempt::NotYet(format!("Ready: {reason}: {message}"))
+            })
+        },
+    )
+    .await?;
+    env.kubectl(&["delete", "statefulset", "x1-etcd", "--wait=false"])
+        .await?
+        .ok()?;
+    env.kubectl(&[
+        "delete",
+        "pvc",
+        "-l",
+        "hostplane.dev/tenant=x1",
+        "--wait=false",
+    ])
+    .await?
+    .ok()?;
+    env.kubectl(&[
+        "delete",
+        "pod",
+        "-l",
+        "hostplane.dev/tenant=x1",
+        "--wait=false",
+    ])
+    .await?
+    .ok()?;
+    let apiserver_pods = "app.kubernetes.io/component=kube-apiserver,hostplane.dev/tenant=x1";
+    poll_until(
+        "no API server pod of tcp/x1 is ready and its etcd pod is gone",
+        Duration::from_secs(120),
+        || async {
+            let ready = env
+                .kubectl(&[
+                    "get",
+                    "pods",
+                    "-l",
+                    apiserver_pods,
+                    "-o",
+                    "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
+                ])
+                .await?
+                .ok()?
+                .stdout;
+            let etcd = env
+                .kubectl(&[
+                    "get",
+                    "pods",
+                    "-l",
+                    "app.kubernetes.io/component=etcd,hostplane.dev/tenant=x1",
+                    "-o",
+                    "name",
+                ])
+                .await?
+                .ok()?
+                .stdout;
+            Ok(if !ready.contains("True") && etcd.trim().is_empty() {
+                Attempt::Done(())
+            } else {
+                Attempt::NotYet(format!(
+                    "API server Ready {ready:?}, etcd pods {:?}",
+                    etcd.trim()
+                ))
+            })
+        },
+    )
+    .await?;
     Ok(())
 }

@@ -19,6 +19,8 @@ use super::{BuildError, Tenant, etcd};
 use crate::pki::{CA_CRT, Item, SA_KEY, SA_PUB, TLS_CRT, TLS_KEY};
 
 pub const COMPONENT: &str = "kube-apiserver";
+/// The port kube-apiserver listens on in its pod (the Service maps `spec.controlPlane.service.port` to it).
+pub const PORT: i32 = 6443;
 /// Key of the encryption configuration in Secret `<tcp>-encryption-config`.
 pub const ENCRYPTION_CONFIG_KEY: &str = "encryption-config.yaml";
 const PKI: &str = "/etc/kubernetes/pki";
@@ -43,7 +45,7 @@ pub fn service(tenant: &Tenant) -> Service {
             ports: Some(vec![ServicePort {
                 name: Some("https".to_owned()),
                 port: svc.port,
-                target_port: Some(IntOrString::Int(6443)),
+                target_port: Some(IntOrString::Int(PORT)),
                 protocol: Some("TCP".to_owned()),
                 node_port: svc.node_port,
                 ..ServicePort::default()
@@ -127,7 +129,7 @@ pub fn deployment(tenant: &Tenant, hashes: &SecretHashes) -> Result<Deployment, 
     let tuning = profile::tuning(tenant.spec.profile, Component::ApiServer);
     let defaults = tuning.flags(default_flags(tenant));
     let probes = probes(
-        &json!({"port": 6443, "scheme": "HTTPS"}),
+        &json!({"port": PORT, "scheme": "HTTPS"}),
         "/readyz",
         "/livez",
     );
@@ -143,7 +145,7 @@ pub fn deployment(tenant: &Tenant, hashes: &SecretHashes) -> Result<Deployment, 
                     "spec": {
                         "automountServiceAccountToken": false,
                         "enableServiceLinks": false,
-                        "securityContext": pod_security(65532),
+                        "securityContext": pod_security(),
                         "containers": [with(json!({
                             "name": "kube-apiserver",
                             "image": tenant.image(&format!("kube-apiserver:v{}", tenant.spec.version)),
@@ -151,7 +153,7 @@ pub fn deployment(tenant: &Tenant, hashes: &SecretHashes) -> Result<Deployment, 
                             "command": ["kube-apiserver"],
                             "args": flags(&defaults, &spec.extra_args),
                             "env": tuning.env(vec![]),
-                            "ports": [{"name": "https", "containerPort": 6443}],
+                            "ports": [{"name": "https", "containerPort": PORT}],
                             "resources": tuning.resources(spec.resources.as_ref()),
                             "securityContext": container_security(),
                             "volumeMounts": volume_mounts,
@@ -170,7 +172,7 @@ pub fn deployment(tenant: &Tenant, hashes: &SecretHashes) -> Result<Deployment, 
 fn default_flags(tenant: &Tenant) -> Vec<(&'static str, String)> {
     let spec = &tenant.spec.control_plane.api_server;
     let mut defaults = vec![
-        ("secure-port", "6443".to_owned()),
+        ("secure-port", PORT.to_string()),
         ("etcd-servers", etcd::client_urls(tenant).join(",")),
         ("etcd-cafile", format!("{PKI}/etcd/{CA_CRT}")),
         ("etcd-certfile", format!("{PKI}/etcd/{TLS_CRT}")),

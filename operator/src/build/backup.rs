@@ -81,9 +81,7 @@ pub fn job(tenant: &Tenant, spec: &BackupSpec, inputs: &JobInputs<'_>) -> Result
                         "restartPolicy": "Never",
                         "automountServiceAccountToken": false,
                         "enableServiceLinks": false,
-                        // The volume may be root's (host-path provisioning ignores fsGroup), as
-                        // etcd's own is.
-                        "securityContext": pod_security(0),
+                        "securityContext": pod_security(),
                         "initContainers": [{
                             "name": SAVE,
                             "image": tenant.image(&format!("etcd:{}", super::etcd_image_tag())),
@@ -249,7 +247,7 @@ pub fn restore_job(
                         "restartPolicy": "Never",
                         "automountServiceAccountToken": false,
                         "enableServiceLinks": false,
-                        "securityContext": pod_security(0),
+                        "securityContext": pod_security(),
                         "initContainers": init,
                         "containers": containers,
                         "volumes": volumes,

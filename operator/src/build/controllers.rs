@@ -110,6 +110,17 @@ fn scheduler(tenant: &Tenant, hashes: &SecretHashes) -> Result<Deployment, Build
     component(tenant, hashes, &SCHEDULER, spec, &mounts, &defaults)
 }
 
+/// Each controller's component (its pods' label) and secure port (health checks only).
+pub const HEALTH_PORTS: [(&str, i32); 2] = [
+    (CONTROLLER_MANAGER.name, CONTROLLER_MANAGER.health_port),
+    (SCHEDULER.name, SCHEDULER.health_port),
+];
+
+/// The name of a controller's Deployment: `<tcp>-controller-manager`, `<tcp>-scheduler`.
+pub fn name(tenant: &Tenant, component: &str) -> String {
+    format!("{}-{}", tenant.name, component.trim_start_matches("kube-"))
+}
+
 /// A component's binary: its name (also its container's and command's), its profile entry and
 /// the port of its health endpoint.
 #[derive(Clone, Copy)]
@@ -157,7 +168,7 @@ fn component(
         "/healthz",
         "/healthz",
     );
-    let name = format!("{}-{}", tenant.name, component.trim_start_matches("kube-"));
+    let name = name(tenant, component);
     let mut deployment: Deployment = typed(
         "control-plane Deployment",
         json!({
@@ -169,7 +180,7 @@ fn component(
                     "spec": {
                         "automountServiceAccountToken": false,
                         "enableServiceLinks": false,
-                        "securityContext": pod_security(65532),
+                        "securityContext": pod_security(),
                         "containers": [with(json!({
                             "name": component,
                             "image": tenant.image(&format!("{component}:v{}", tenant.spec.version)),

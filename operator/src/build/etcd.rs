@@ -14,6 +14,10 @@ use super::{BuildError, Tenant};
 use crate::pki::{CA_CRT, Item, TLS_CRT, TLS_KEY};
 
 pub const COMPONENT: &str = "etcd";
+/// etcd's client (TLS, client certificates), peer (TLS) and metrics/health (plain HTTP) ports.
+pub const CLIENT_PORT: i32 = 2379;
+pub const PEER_PORT: i32 = 2380;
+pub const METRICS_PORT: i32 = 2381;
 /// Where the server and peer certificates are mounted (each folder: tls.crt, tls.key, ca.crt).
 pub const SERVER_PKI: &str = "/etc/etcd/pki/server";
 pub const PEER_PKI: &str = "/etc/etcd/pki/peer";
@@ -85,11 +89,9 @@ pub fn build(tenant: &Tenant, hashes: &SecretHashes) -> Result<Etcd, BuildError>
         secret_volume("peer-pki", &peer, &[TLS_CRT, TLS_KEY, CA_CRT], PEER_PKI);
     let args = args(tenant, &domain, &initial_cluster);
     let tuning = profile::tuning(tenant.spec.profile, Component::Etcd);
-    let probes = probes(&json!({"port": 2381}), "/readyz", "/livez");
+    let probes = probes(&json!({"port": METRICS_PORT}), "/readyz", "/livez");
     let storage = claim_spec(&managed.storage);
     let hash = hashes.over(&[server.clone(), peer.clone()]);
-    // The seed's volumes may be owned by root (host-path provisioning makes 0750 root dirs, where
-    // fsGroup does not apply), so etcd runs as root with no capability and a read-only root.
     let mut statefulset: StatefulSet = typed(
         "etcd StatefulSet",
         json!({
@@ -104,7 +106,7 @@ pub fn build(tenant: &Tenant, hashes: &SecretHashes) -> Result<Etcd, BuildError>
                     "spec": {
                         "automountServiceAccountToken": false,
                         "enableServiceLinks": false,
-                        "securityContext": pod_security(0),
+                        "securityContext": pod_security(),
                         "containers": [with(json!({
                             "name": "etcd",
                             "image": tenant.image(&format!("etcd:{}", super::etcd_image_tag())),
@@ -113,9 +115,9 @@ pub fn build(tenant: &Tenant, hashes: &SecretHashes) -> Result<Etcd, BuildError>
                             "args": args,
                             "env": tuning.env(vec![json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})]),
                             "ports": [
-                                {"name": "client", "containerPort": 2379},
-                                {"name": "peer", "containerPort": 2380},
-                                {"name": "metrics", "containerPort": 2381},
+                                {"name": "client", "containerPort": CLIENT_PORT},
+                                {"name": "peer", "containerPort": PEER_PORT},
+                                {"name": "metrics", "containerPort": METRICS_PORT},
                             ],
                             "resources": tuning.resources(managed.resources.as_ref()),
                             "securityContext": container_security(),
@@ -137,8 +139,8 @@ pub fn build(tenant: &Tenant, hashes: &SecretHashes) -> Result<Etcd, BuildError>
                 "publishNotReadyAddresses": true,
                 "selector": tenant.selector(COMPONENT),
                 "ports": [
-                    {"name": "client", "port": 2379, "targetPort": 2379},
-                    {"name": "peer", "port": 2380, "targetPort": 2380},
+                    {"name": "client", "port": CLIENT_PORT, "targetPort": CLIENT_PORT},
+                    {"name": "peer", "port": PEER_PORT, "targetPort": PEER_PORT},
                 ],
             },
         }),

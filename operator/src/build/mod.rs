@@ -8,6 +8,7 @@ pub mod backup;
 pub mod controllers;
 pub mod etcd;
 pub mod kubeconfig;
+pub mod network_policy;
 pub mod node_bootstrap;
 pub mod pki_secrets;
 mod pod;
@@ -278,6 +279,7 @@ pub struct Children {
     pub statefulsets: Vec<StatefulSet>,
     pub deployments: Vec<Deployment>,
     pub pdbs: Vec<PodDisruptionBudget>,
+    pub network_policies: Vec<k8s_openapi::api::networking::v1::NetworkPolicy>,
 }
 
 /// The desired children of `tenant` with its `pki` and the etcd encryption `key`.
@@ -312,6 +314,7 @@ pub fn build(tenant: &Tenant, pki: &Pki, key: &[u8; 32]) -> Result<Children, Bui
         statefulsets: vec![etcd.statefulset],
         deployments,
         pdbs,
+        network_policies: network_policy::policies(tenant)?,
     })
 }
 

@@ -119,13 +119,20 @@ pub fn with(mut container: serde_json::Value, extra: serde_json::Value) -> serde
     container
 }
 
-/// The pod-level security context: a non-root user, RuntimeDefault seccomp.
-pub fn pod_security(run_as_user: i64) -> serde_json::Value {
+/// The user and group every pod of a tenant runs as in the seed (distroless's `nonroot`).
+pub const NONROOT: i64 = 65532;
+
+/// The pod-level security context of every pod of a tenant in the seed, as the `restricted` Pod
+/// Security Standard asks: a non-root user, RuntimeDefault seccomp. Volumes are made writable for
+/// that user by fsGroup where the volume plugin supports it (CSI, emptyDir); a host-path volume
+/// must be writable by it already (kind's local-path provisioner makes its directories 0777; the
+/// local seed does the same: docs/local-seed.md).
+pub fn pod_security() -> serde_json::Value {
     json!({
-        "runAsNonRoot": run_as_user != 0,
-        "runAsUser": run_as_user,
-        "runAsGroup": run_as_user,
-        "fsGroup": 65532,
+        "runAsNonRoot": true,
+        "runAsUser": NONROOT,
+        "runAsGroup": NONROOT,
+        "fsGroup": NONROOT,
         "seccompProfile": {"type": "RuntimeDefault"},
     })
 }

@@ -88,6 +88,7 @@ fn every_child_is_named_owned_and_labelled() {
         statefulsets,
         deployments,
         pdbs,
+        network_policies,
     } = &c;
     let mut metas: Vec<&ObjectMeta> = Vec::new();
     metas.extend(secrets.iter().map(|o| &o.metadata));
@@ -95,10 +96,11 @@ fn every_child_is_named_owned_and_labelled() {
     metas.extend(statefulsets.iter().map(|o| &o.metadata));
     metas.extend(deployments.iter().map(|o| &o.metadata));
     metas.extend(pdbs.iter().map(|o| &o.metadata));
+    metas.extend(network_policies.iter().map(|o| &o.metadata));
     assert_eq!(
         metas.len(),
-        14 + 5 + 2 + 1 + 3,
-        "PKI, kubeconfigs + encryption, services, etcd, deployments"
+        14 + 5 + 2 + 1 + 3 + 4,
+        "PKI, kubeconfigs + encryption, services, etcd, deployments, network policies"
     );
     for m in metas {
         let name = m.name.as_deref().unwrap();
@@ -975,4 +977,247 @@ fn restore_jobs_check_and_restore_aside_then_swap_one_member() {
         .as_ref()
         .unwrap()[0];
     assert_eq!(claim.spec, template.spec);
+}
+
+/// What the `restricted` Pod Security Standard (the checks of the API server's PodSecurity
+/// admission, latest version) finds wrong with `pod`: empty when it would admit it.
+fn restricted_violations(what: &str, pod: &k8s_openapi::api::core::v1::PodSpec) -> Vec<String> {
+    let mut found = Vec::new();
+    let pod_ctx = pod.security_context.clone().unwrap_or_default();
+    if pod.host_network == Some(true) || pod.host_pid == Some(true) || pod.host_ipc == Some(true) {
+        found.push(format!("{what}: host namespaces"));
+    }
+    for v in pod.volumes.iter().flatten() {
+        let allowed = v.config_map.is_some()
+            || v.csi.is_some()
+            || v.downward_api.is_some()
+            || v.empty_dir.is_some()
+            || v.ephemeral.is_some()
+            || v.persistent_volume_claim.is_some()
+            || v.projected.is_some()
+            || v.secret.is_some();
+        if !allowed {
+            found.push(format!("{what}: volume {} of a restricted type", v.name));
+        }
+    }
+    let pod_seccomp = pod_ctx.seccomp_profile.as_ref().map(|s| s.type_.clone());
+    if pod_ctx.run_as_user == Some(0) {
+        found.push(format!("{what}: pod runAsUser 0"));
+    }
+    for c in pod.init_containers.iter().flatten().chain(&pod.containers) {
+        let ctx = c.security_context.clone().unwrap_or_default();
+        let name = format!("{what}/{}", c.name);
+        if ctx.privileged == Some(true) {
+            found.push(format!("{name}: privileged"));
+        }
+        if ctx.allow_privilege_escalation != Some(false) {
+            found.push(format!("{name}: allowPrivilegeEscalation is not false"));
+        }
+        if ctx.run_as_non_root.or(pod_ctx.run_as_non_root) != Some(true) {
+            found.push(format!("{name}: runAsNonRoot is not true"));
+        }
+        if ctx.run_as_user == Some(0) {
+            found.push(format!("{name}: runAsUser 0"));
+        }
+        let seccomp = ctx
+            .seccomp_profile
+            .as_ref()
+            .map(|s| s.type_.clone())
+            .or_else(|| pod_seccomp.clone());
+        if !matches!(seccomp.as_deref(), Some("RuntimeDefault" | "Localhost")) {
+            found.push(format!("{name}: seccompProfile {seccomp:?}"));
+        }
+        let caps = ctx.capabilities.unwrap_or_default();
+        if !caps.drop.unwrap_or_default().iter().any(|d| d == "ALL") {
+            found.push(format!("{name}: capabilities do not drop ALL"));
+        }
+        if caps
+            .add
+            .unwrap_or_default()
+            .iter()
+            .any(|a| a != "NET_BIND_SERVICE")
+        {
+            found.push(format!("{name}: adds capabilities"));
+        }
+        if c.ports.iter().flatten().any(|p| p.host_port.is_some()) {
+            found.push(format!("{name}: hostPort"));
+        }
+    }
+    found
+}
+
+#[test]
+fn every_pod_of_a_tenant_passes_the_restricted_pod_security_standard() {
+    let spec = json!({"version": "1.36.3", "etcd": {"managed": {"replicas": 3}},
+        "controlPlane": {"apiServer": {"replicas": 2}}, "backup": {}});
+    let (t, c) = children(&spec);
+    let mut pods: Vec<(String, k8s_openapi::api::core::v1::PodSpec)> = Vec::new();
+    for s in &c.statefulsets {
+        pods.push((s.name_any(), s.spec.clone().unwrap().template.spec.unwrap()));
+    }
+    for d in &c.deployments {
+        pods.push((d.name_any(), d.spec.clone().unwrap().template.spec.unwrap()));
+    }
+    let backup = backup::job(
+        &t,
+        t.spec.backup.as_ref().unwrap(),
+        &backup::JobInputs {
+            job: "t-backup-1",
+            snapshot: "t-1",
+            operator_image: "example.org/hostplane-operator:v0",
+        },
+    )
+    .unwrap();
+    pods.push(("backup".into(), backup.spec.unwrap().template.spec.unwrap()));
+    let inputs = backup::RestoreInputs {
+        job: "t-restore-0-1",
+        member: "t-etcd-0",
+        snapshot: "t-1.db",
+        claim: "t-etcd-backups",
+        uid: "uid-1",
+        stamp: "1",
+        operator_image: "example.org/hostplane-operator:v0",
+    };
+    for stage in [backup::RestoreStage::Prepare, backup::RestoreStage::Swap] {
+        let job = backup::restore_job(&t, stage, &inputs).unwrap();
+        pods.push((
+            format!("{stage:?}"),
+            job.spec.unwrap().template.spec.unwrap(),
+        ));
+    }
+    assert_eq!(
+        pods.len(),
+        1 + 3 + 1 + 2,
+        "{:?}",
+        pods.iter().map(|p| &p.0).collect::<Vec<_>>()
+    );
+    let found: Vec<String> = pods
+        .iter()
+        .flat_map(|(what, pod)| restricted_violations(what, pod))
+        .collect();
+    assert!(found.is_empty(), "{found:#?}");
+    // The checker itself finds what it is for: a root etcd, a privileged container.
+    let mut bad = pods[0].1.clone();
+    bad.security_context = Some(serde_json::from_value(json!({"runAsUser": 0})).unwrap());
+    bad.containers[0].security_context =
+        Some(serde_json::from_value(json!({"privileged": true})).unwrap());
+    assert_eq!(
+        restricted_violations("bad", &bad).len(),
+        6,
+        "{:#?}",
+        restricted_violations("bad", &bad)
+    );
+}
+
+/// Whether `policies` let a pod labelled `from` reach a pod labelled `to` on TCP `port`, as a
+/// NetworkPolicy implementation decides for ingress from pods of the same namespace.
+fn ingress_allowed(
+    policies: &[k8s_openapi::api::networking::v1::NetworkPolicy],
+    from: &BTreeMap<String, String>,
+    to: &BTreeMap<String, String>,
+    port: i32,
+) -> bool {
+    let selects = |selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+                   labels: &BTreeMap<String, String>| {
+        assert!(selector.match_expressions.is_none());
+        selector
+            .match_labels
+            .iter()
+            .flatten()
+            .all(|(k, v)| labels.get(k) == Some(v))
+    };
+    let applying: Vec<_> = policies
+        .iter()
+        .map(|p| p.spec.as_ref().unwrap())
+        .filter(|s| selects(&s.pod_selector.clone().unwrap_or_default(), to))
+        .collect();
+    if applying.is_empty() {
+        return true;
+    }
+    applying.iter().any(|spec| {
+        spec.ingress.iter().flatten().any(|rule| {
+            let peer_ok = rule.from.as_ref().is_none_or(|peers| {
+                peers.iter().any(|p| {
+                    assert!(p.namespace_selector.is_none() && p.ip_block.is_none());
+                    selects(p.pod_selector.as_ref().unwrap(), from)
+                })
+            });
+            let port_ok = rule.ports.as_ref().is_none_or(|ports| {
+                ports.iter().any(|p| {
+                    p.port
+                        == Some(
+                            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(port),
+                        )
+                })
+            });
+            peer_ok && port_ok
+        })
+    })
+}
+
+#[test]
+fn only_the_tenants_api_server_and_backups_reach_its_etcd() {
+    let (t, c) = children(&json!({"version": "1.36.3", "etcd": {"managed": {"replicas": 3}}}));
+    // A second tenant "u" in the same namespace.
+    let mut u_tcp = tcp(&json!({"version": "1.36.3"}));
+    u_tcp.metadata.name = Some("u".into());
+    let other = Tenant::new(&u_tcp, "cluster.local", None).unwrap();
+    let policies = &c.network_policies;
+    let names: Vec<String> = policies.iter().map(kube::ResourceExt::name_any).collect();
+    assert_eq!(
+        names,
+        [
+            "t-etcd",
+            "t-apiserver",
+            "t-controller-manager",
+            "t-scheduler"
+        ]
+    );
+    assert!(
+        policies
+            .iter()
+            .all(|p| p.owner_references()[0].uid == "uid-1")
+    );
+    let etcd = t.labels(etcd::COMPONENT);
+    let apiserver = t.labels(apiserver::COMPONENT);
+    let scheduler = t.labels("kube-scheduler");
+    let backup = t.labels(backup::COMPONENT);
+    let anyone = BTreeMap::new();
+    let (client, peer, metrics) = (etcd::CLIENT_PORT, etcd::PEER_PORT, etcd::METRICS_PORT);
+    // The components' pods carry exactly these labels.
+    let template_labels = |t: &k8s_openapi::api::core::v1::PodTemplateSpec| {
+        t.metadata.as_ref().unwrap().labels.clone().unwrap()
+    };
+    assert_eq!(
+        template_labels(&c.statefulsets[0].spec.as_ref().unwrap().template),
+        etcd
+    );
+    for (name, labels) in [("t-apiserver", &apiserver), ("t-scheduler", &scheduler)] {
+        let found = deployment(&c, name);
+        assert_eq!(
+            &template_labels(&found.spec.as_ref().unwrap().template),
+            labels
+        );
+    }
+    for (from, to, port, allowed) in [
+        (&apiserver, &etcd, client, true),
+        (&backup, &etcd, client, true),
+        (&etcd, &etcd, peer, true),
+        (&anyone, &etcd, metrics, true),
+        (&other.labels(apiserver::COMPONENT), &etcd, client, false),
+        (&other.labels(etcd::COMPONENT), &etcd, peer, false),
+        (&scheduler, &etcd, client, false),
+        (&apiserver, &etcd, peer, false),
+        (&anyone, &etcd, client, false),
+        (&anyone, &apiserver, apiserver::PORT, true),
+        (&anyone, &apiserver, client, false),
+        (&anyone, &scheduler, 10259, true),
+        (&anyone, &scheduler, 10251, false),
+    ] {
+        assert_eq!(
+            ingress_allowed(policies, from, to, port),
+            allowed,
+            "from {from:?} to {to:?} port {port}"
+        );
+    }
 }

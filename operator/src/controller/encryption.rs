@@ -37,13 +37,14 @@ pub async fn ensure_key(
             .map(|b| b.0.as_slice());
         return stored.and_then(|b| <[u8; 32]>::try_from(b).ok()).ok_or_else(|| {
             Error::RootsUnavailable(format!(
-                "Secret {name} does not hold a 32-byte `{KEY}`: the tenant's Secrets in etcd cannot be read without it"
+                "Secret {name} does not hold a 32-byte `{KEY}`: the tenant's Secrets in etcd cannot be read without it. {}", super::pki::RESTORE_HINT
             ))
         });
     }
     if provisioned_before {
         return Err(Error::RootsUnavailable(format!(
-            "Secret {name} (the key that encrypts the tenant's Secrets in etcd) is gone"
+            "Secret {name} (the key that encrypts the tenant's Secrets in etcd) is gone: no new key can read them. {}",
+            super::pki::RESTORE_HINT
         )));
     }
     let mut key = [0u8; 32];

@@ -9,11 +9,10 @@ pub enum Error {
     #[error("the spec cannot be used: {0}")]
     InvalidSpec(String),
 
+    /// The message says what is lost and what the user can do.
     #[error(
         "a root of trust of this control plane is missing or unusable and will not be replaced \
-         silently: {0}. Restore the Secret from a backup of this namespace, then change this \
-         TenantControlPlane (e.g. `kubectl annotate`) so it is reconciled again; a new root \
-         would invalidate every credential of the tenant, and accepting one is not supported yet"
+         silently: {0}"
     )]
     RootsUnavailable(String),
 

@@ -296,6 +296,32 @@ fn jittered(seconds: u64, uid: Option<&str>) -> Duration {
     Duration::from_millis(seconds.saturating_mul(permille))
 }
 
+/// A Warning Event (and a log line) for each root replaced this pass, as the annotation
+/// `hostplane.dev/accept-new-roots` accepted.
+async fn report_replaced_roots(
+    tcp: &TenantControlPlane,
+    ctx: &Context,
+    tenant: &Tenant,
+    inputs: &crate::pki::PkiInputs,
+    pki_state: &pki::PkiState,
+) {
+    for item in pki_state
+        .written
+        .iter()
+        .filter(|i| pki_state.existed && inputs.accept_new_roots.contains(i))
+    {
+        let note = format!(
+            "the {} Secret {} was replaced by a new one, as {} asked; everything it signed is \
+             re-issued (credentials handed out before no longer work). Remove the annotation.",
+            item.description(),
+            item.secret_name(&tenant.name),
+            hostplane_api::v1alpha1::ACCEPT_NEW_ROOTS_ANNOTATION
+        );
+        warn!(secret = %item.secret_name(&tenant.name), "a root of trust was replaced, as accepted");
+        publish(tcp, ctx, EventType::Warning, "RootReplaced", Some(note)).await;
+    }
+}
+
 /// Everything but the status write. Returns the observation and the endpoint URL.
 async fn provision(
     tcp: &TenantControlPlane,
@@ -341,7 +367,10 @@ async fn provision(
 
     let mut inputs = tenant.pki_inputs();
     inputs.extra_sans.push(cluster_ip.clone());
+    inputs.accept_new_roots =
+        pki::accepted_roots(&tenant.name, tcp.annotations()).map_err(Error::InvalidSpec)?;
     let pki_state = pki::ensure(client, &tenant, &inputs).await?;
+    report_replaced_roots(tcp, ctx, &tenant, &inputs, &pki_state).await;
     if let Some(first) = crate::pki::Item::ALL
         .iter()
         .filter_map(|i| pki_state.pki.cert(*i))
@@ -420,6 +449,104 @@ fn pki_condition(pki_state: &pki::PkiState) -> Observed {
     )
 }
 
+/// etcd's, the API server's, the controller-manager's and the scheduler's states, each not ready
+/// one with why (`explain`).
+async fn component_states(
+    client: &Client,
+    tenant: &Tenant,
+    workloads: &Workloads,
+) -> [rollout::WorkloadState; 4] {
+    let mut etcd = rollout::etcd_state(&workloads.etcd);
+    let mut apiserver = rollout::deployment_state(
+        &build::apiserver::name(tenant),
+        workloads.apiserver.as_ref(),
+        "a majority of etcd members to be ready",
+    );
+    let mut kcm = rollout::deployment_state(
+        &format!("{}-controller-manager", tenant.name),
+        workloads.deployment(&format!("{}-controller-manager", tenant.name)),
+        "an available API server",
+    );
+    let mut scheduler = rollout::deployment_state(
+        &format!("{}-scheduler", tenant.name),
+        workloads.deployment(&format!("{}-scheduler", tenant.name)),
+        "an available API server",
+    );
+    explain(
+        client,
+        tenant,
+        [
+            (&mut etcd, build::etcd::COMPONENT),
+            (&mut apiserver, build::apiserver::COMPONENT),
+            (&mut kcm, "kube-controller-manager"),
+            (&mut scheduler, "kube-scheduler"),
+        ],
+    )
+    .await;
+    [etcd, apiserver, kcm, scheduler]
+}
+
+/// Says why the components that are not ready are not, from their pods (listed only then): the
+/// first problem `diagnose` finds becomes the state's reason and ends its message.
+async fn explain(
+    client: &Client,
+    tenant: &Tenant,
+    states: [(&mut rollout::WorkloadState, &str); 4],
+) {
+    if states.iter().all(|(s, _)| s.ready) {
+        return;
+    }
+    let (pods, claims) = pod_evidence(client, tenant).await;
+    for (state, component) in states {
+        if state.ready {
+            continue;
+        }
+        if let Some(problem) = crate::diagnose::component_problem(&pods, component, &claims) {
+            state.reason = problem.reason;
+            state.message = format!("{}: {}", state.message, problem.message);
+        }
+    }
+}
+
+/// The tenant's pods and the claims of those waiting to be scheduled, for `diagnose`. A failure
+/// only leaves the conditions without the why (logged): it never fails the pass.
+async fn pod_evidence(
+    client: &Client,
+    tenant: &Tenant,
+) -> (
+    Vec<k8s_openapi::api::core::v1::Pod>,
+    Vec<k8s_openapi::api::core::v1::PersistentVolumeClaim>,
+) {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(client.clone(), &tenant.namespace);
+    let selector = format!("{}={}", build::TENANT_LABEL, tenant.name);
+    let pods = match pods
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await
+    {
+        Ok(list) => list.items,
+        Err(e) => {
+            warn!(error = %e, "listing the tenant's pods to tell why they are not ready");
+            return (Vec::new(), Vec::new());
+        }
+    };
+    let claims_api: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(client.clone(), &tenant.namespace);
+    let mut claims = Vec::new();
+    for name in pods
+        .iter()
+        .filter(|p| crate::diagnose::unscheduled(p))
+        .flat_map(crate::diagnose::claims_of)
+    {
+        match claims_api.get_opt(&name).await {
+            Ok(Some(claim)) => claims.push(claim),
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, claim = %name, "reading a pending pod's volume claim"),
+        }
+    }
+    (pods, claims)
+}
+
 /// Reads what the children report and asks the tenant itself whether it is ready.
 async fn observe(
     client: &Client,
@@ -429,36 +556,23 @@ async fn observe(
     probe_url: &str,
 ) -> Result<Observation, Error> {
     let mut conditions = vec![pki_condition(pki_state)];
-    let etcd = rollout::etcd_state(&workloads.etcd);
+    let [etcd, apiserver, kcm, scheduler] = component_states(client, tenant, workloads).await;
     conditions.push(Observed::new(
         ETCD_READY,
         etcd.ready,
         etcd.reason,
         etcd.message.clone(),
     ));
-    let apiserver = rollout::deployment_state(
-        &build::apiserver::name(tenant),
-        workloads.apiserver.as_ref(),
-        "a majority of etcd members to be ready",
-    );
-    let kcm = rollout::deployment_state(
-        &format!("{}-controller-manager", tenant.name),
-        workloads.deployment(&format!("{}-controller-manager", tenant.name)),
-        "an available API server",
-    );
-    let scheduler = rollout::deployment_state(
-        &format!("{}-scheduler", tenant.name),
-        workloads.deployment(&format!("{}-scheduler", tenant.name)),
-        "an available API server",
-    );
     let controllers_ready = kcm.ready && scheduler.ready;
     conditions.push(Observed::new(
         CONTROLLERS_READY,
         controllers_ready,
         if controllers_ready {
             "Available"
+        } else if !kcm.ready {
+            kcm.reason
         } else {
-            "NotAvailable"
+            scheduler.reason
         },
         format!("{}; {}", kcm.message, scheduler.message),
     ));
@@ -481,7 +595,16 @@ async fn observe(
             "Ready",
             format!("/readyz answers at {probe_url}"),
         ),
-        Err(why) => Observed::new(API_SERVER_READY, false, "NotReady", why),
+        Err(why) => Observed::new(
+            API_SERVER_READY,
+            false,
+            if apiserver.ready {
+                "NotReady"
+            } else {
+                apiserver.reason
+            },
+            why,
+        ),
     });
     let ready = etcd.ready && api_ok && controllers_ready;
     let waiting: Vec<&str> = conditions
@@ -664,6 +787,7 @@ async fn apply_children(
         statefulsets,
         deployments,
         pdbs,
+        network_policies,
     } = children;
     for s in secrets {
         if applied
@@ -677,6 +801,9 @@ async fn apply_children(
     }
     for s in services.iter().filter(|s| *s != applied.service) {
         apply::apply(client, s).await?;
+    }
+    for p in network_policies {
+        apply::apply(client, p).await?;
     }
     if tenant.asleep {
         return scale_to_zero(client, tenant, statefulsets, deployments).await;

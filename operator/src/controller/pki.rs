@@ -1,7 +1,7 @@
 //! The PKI at the edge: read this tenant's PKI Secrets, let the pure `pki::plan` decide, write
 //! what changed. Roots (CAs, the service-account key) are created, never overwritten.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
@@ -11,6 +11,12 @@ use super::apply::{apply, create_if_absent};
 use super::error::Error;
 use crate::build::{self, Tenant};
 use crate::pki::{self, ExistingSecrets, Item, Pki, PkiError, PkiInputs};
+use hostplane_api::v1alpha1::ACCEPT_NEW_ROOTS_ANNOTATION;
+
+/// What to do about a lost root, first.
+pub const RESTORE_HINT: &str = "Restore the Secret from a backup of this namespace (same name and \
+     data), then change this TenantControlPlane (e.g. `kubectl annotate`) so it is reconciled \
+     again.";
 
 /// The outcome of one pass over the PKI.
 pub struct PkiState {
@@ -62,6 +68,39 @@ pub async fn existing(
     Ok((out, listed))
 }
 
+/// The roots the annotation `hostplane.dev/accept-new-roots` (a comma-separated list of Secret
+/// names) accepts replacing; a name that is not a root of this tenant is an error (an invalid
+/// spec).
+pub fn accepted_roots(
+    tenant: &str,
+    annotations: &BTreeMap<String, String>,
+) -> Result<BTreeSet<Item>, String> {
+    let Some(value) = annotations.get(ACCEPT_NEW_ROOTS_ANNOTATION) else {
+        return Ok(BTreeSet::new());
+    };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(|name| {
+            Item::from_secret_name(tenant, name)
+                .filter(|item| item.is_root())
+                .ok_or_else(|| {
+                    let roots: Vec<String> = Item::ALL
+                        .iter()
+                        .filter(|i| i.is_root())
+                        .map(|i| i.secret_name(tenant))
+                        .collect();
+                    format!(
+                        "{ACCEPT_NEW_ROOTS_ANNOTATION} names {name:?}, which is not a root of \
+                         trust of this tenant; its roots are {}",
+                        roots.join(", ")
+                    )
+                })
+        })
+        .collect()
+}
+
 /// Plans, issues what is missing or due, and writes it, roots first.
 pub async fn ensure(
     client: &Client,
@@ -74,7 +113,15 @@ pub async fn ensure(
         Ok(plan) => plan,
         Err(PkiError::RootsUnavailable(problems)) => {
             let what: Vec<String> = problems.iter().map(ToString::to_string).collect();
-            return Err(Error::RootsUnavailable(what.join("; ")));
+            let secrets: Vec<&str> = problems.iter().map(|p| p.secret.as_str()).collect();
+            return Err(Error::RootsUnavailable(format!(
+                "{}. {RESTORE_HINT} Or accept a new one, which invalidates every certificate, \
+                 kubeconfig and token it signed: `kubectl annotate tcp/{} \
+                 {ACCEPT_NEW_ROOTS_ANNOTATION}={}`",
+                what.join("; "),
+                tenant.name,
+                secrets.join(",")
+            )));
         }
         Err(e) => return Err(e.into()),
     };
@@ -102,4 +149,29 @@ pub async fn ensure(
         existed: !existing.is_empty(),
         listed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn annotated(value: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([(ACCEPT_NEW_ROOTS_ANNOTATION.to_owned(), value.to_owned())])
+    }
+
+    #[test]
+    fn the_annotation_accepts_only_roots_of_this_tenant() {
+        assert!(accepted_roots("t", &BTreeMap::new()).unwrap().is_empty());
+        assert_eq!(
+            accepted_roots("t", &annotated(" t-ca, t-sa ,,")).unwrap(),
+            BTreeSet::from([Item::Ca, Item::ServiceAccount])
+        );
+        for wrong in ["t-apiserver-cert", "u-ca", "t-ca,t-encryption-key", "ca"] {
+            let err = accepted_roots("t", &annotated(wrong)).unwrap_err();
+            assert!(
+                err.ends_with("its roots are t-ca, t-front-proxy-ca, t-etcd-ca, t-sa"),
+                "{err}"
+            );
+        }
+    }
 }
