@@ -8,6 +8,8 @@ pub mod hibernation;
 pub mod leader;
 pub mod metrics;
 pub mod pki;
+#[cfg(test)]
+mod proptests;
 pub mod rollout;
 pub mod schedule;
 pub mod snapshot;

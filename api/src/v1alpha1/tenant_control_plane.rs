@@ -22,6 +22,8 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 /// Kubernetes minors a TenantControlPlane may run (`1.<minor>.<patch>`); the local seed builds
@@ -685,16 +687,19 @@ const MSG_TOKEN_TTL: &str =
     "bootstrapTokenTTL must be whole hours or minutes such as 24h or 90m, from 15m to 168h";
 
 impl NodesSpec {
-    /// The bootstrap token lifetime in seconds, when `bootstrapTokenTTL` is valid.
+    /// The bootstrap token lifetime in seconds, when `bootstrapTokenTTL` is valid: exactly the
+    /// values the CEL rules accept (`[1-9][0-9]{0,4}` then `h` or `m`, from 15m to 168h), and no
+    /// panic on any other string (an object stored before the rules, or written past them).
     pub fn bootstrap_token_ttl_seconds(&self) -> Option<u64> {
-        let ttl = &self.bootstrap_token_ttl;
-        let (number, unit) = ttl.split_at(ttl.len().checked_sub(1)?);
-        let n: u64 = number.parse().ok()?;
-        let seconds = match unit {
-            "h" => n.checked_mul(3600)?,
-            "m" => n.checked_mul(60)?,
-            _ => return None,
+        let ttl = self.bootstrap_token_ttl.as_str();
+        let (number, unit) = match ttl.strip_suffix('h') {
+            Some(number) => (number, 3600),
+            None => (ttl.strip_suffix('m')?, 60),
         };
+        let well_formed = (1..=5).contains(&number.len())
+            && !number.starts_with('0')
+            && number.bytes().all(|b| b.is_ascii_digit());
+        let seconds = number.parse::<u64>().ok().filter(|_| well_formed)? * unit;
         (15 * 60..=168 * 3600).contains(&seconds).then_some(seconds)
     }
 }

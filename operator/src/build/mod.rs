@@ -62,6 +62,10 @@ pub enum BuildError {
     EtcdMode,
     #[error("rendering the {0}: {1}")]
     Render(&'static str, String),
+    /// The builders make one member, URL and flag per etcd replica: a count the API's rule
+    /// refuses (an object stored past it) is refused here, never built.
+    #[error("spec.etcd.managed.replicas {0} is not 1, 3 or 5")]
+    EtcdReplicas(i32),
 }
 
 /// Where users reach the tenant's apiserver.
@@ -107,8 +111,11 @@ impl Tenant {
             .clone()
             .ok_or(BuildError::Metadata("uid"))?;
         let spec = tcp.spec.clone();
-        if spec.etcd.managed.is_none() {
+        let Some(managed) = &spec.etcd.managed else {
             return Err(BuildError::EtcdMode);
+        };
+        if ![1, 3, 5].contains(&managed.replicas) {
+            return Err(BuildError::EtcdReplicas(managed.replicas));
         }
         let net = &spec.network;
         let kubernetes_service_ip =
@@ -125,7 +132,7 @@ impl Tenant {
                     value: ip.clone(),
                     why: e.to_string(),
                 })?,
-            None => nth_address(kubernetes_service_ip, 9),
+            None => default_dns_service_ip(&net.service_cidr, kubernetes_service_ip)?,
         };
         Ok(Self {
             owner: OwnerReference {
@@ -259,6 +266,31 @@ fn nth_address(base: IpAddr, n: u8) -> IpAddr {
             u128::from(v6).wrapping_add(u128::from(n)),
         )),
     }
+}
+
+/// The 10th address of the service CIDR, the DNS Service IP when `dnsServiceIP` is unset. A /29
+/// or /30 (IPv6 /125, /126) holds the `kubernetes` Service IP but not this one, and a DNS Service
+/// outside the range cannot be made in the tenant: an error naming the fix.
+fn default_dns_service_ip(
+    service_cidr: &str,
+    kubernetes_service_ip: IpAddr,
+) -> Result<IpAddr, BuildError> {
+    let dns = nth_address(kubernetes_service_ip, 9);
+    // Inside when it is in the same network as the `kubernetes` Service IP (network + 1).
+    let inside = service_cidr.split_once('/').is_some_and(|(_, prefix)| {
+        pki::kubernetes_service_ip(&format!("{dns}/{prefix}")).ok() == Some(kubernetes_service_ip)
+    });
+    if inside {
+        return Ok(dns);
+    }
+    Err(BuildError::Network {
+        field: "serviceCIDR",
+        value: service_cidr.to_owned(),
+        why: format!(
+            "it has no room for the DNS Service IP (its 10th address, {dns}): set \
+             spec.network.dnsServiceIP inside it, or use a /28 (IPv6 /124) or larger"
+        ),
+    })
 }
 
 /// An IP literal as a URL host (IPv6 in brackets).
