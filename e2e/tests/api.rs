@@ -96,6 +96,35 @@ async fn refusals(env: &TestEnv, name: &str, cases: &[(&str, &str)]) -> Result<V
     Ok(problems)
 }
 
+/// Names the tenant's objects cannot carry are refused at admission (the rule on the whole
+/// object), and the longest allowed name is accepted.
+#[tokio::test]
+async fn bad_names_are_refused_with_their_message() -> Result<()> {
+    install_crds().await?;
+    let env = TestEnv::new("api-names").await?;
+    let spec = "version: \"1.36.3\"";
+    let longest = format!("a{}", "b".repeat(46));
+    let mut problems = Vec::new();
+    for (name, refused) in [
+        ("1tenant", true),
+        ("a.b", true),
+        ("tenant-", true),
+        (&*format!("{longest}c"), true),
+        (&*longest, false),
+    ] {
+        let (ok, out) = apply_tcp(&env, name, spec, true).await?;
+        let said = out.contains("metadata.name must be at most 47 characters");
+        if ok == refused || (refused && !said) {
+            problems.push(format!(
+                "name {name:?}: want refused={refused} with the name rule's message, got \
+                 (accepted={ok}):\n{out}"
+            ));
+        }
+    }
+    ensure!(problems.is_empty(), "{}", problems.join("\n\n"));
+    Ok(())
+}
+
 #[tokio::test]
 async fn updates_that_break_transition_rules_are_refused() -> Result<()> {
     install_crds().await?;

@@ -57,6 +57,15 @@ pub const RESTORE_ANNOTATION: &str = "hostplane.dev/restore";
 /// handed out before stop working. Without it a lost root stops the tenant (`RootsUnavailable`).
 pub const ACCEPT_NEW_ROOTS_ANNOTATION: &str = "hostplane.dev/accept-new-roots";
 
+/// The name is part of the names of the tenant's Services (DNS-1035 labels) and of its etcd
+/// StatefulSet, whose pods' names must stay within 63 characters with the revision hash the
+/// StatefulSet controller adds: `<name>-etcd` at most 52, so the name at most 47.
+const NAME_RULE: &str =
+    "self.metadata.name.size() <= 47 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')";
+const MSG_NAME: &str = "metadata.name must be at most 47 characters of lowercase letters, digits and \
+     '-', starting with a letter and ending with a letter or digit: it names the tenant's Services \
+     and etcd pods";
+
 /// The image registry used when `spec.registry` is unset.
 pub const DEFAULT_REGISTRY: &str = "registry.k8s.io";
 /// `spec.network.serviceCIDR` when unset.
@@ -99,7 +108,8 @@ const ETCD_MODES: [&str; 1] = ["managed"];
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Endpoint","type":"string","jsonPath":".status.endpoint"}"#,
     printcolumn = r#"{"name":"Nodes","type":"integer","jsonPath":".status.nodes.ready"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new(NAME_RULE).message(MSG_NAME)
 )]
 #[cfg_attr(test, x_kube(cel))]
 #[serde(rename_all = "camelCase")]
@@ -332,8 +342,9 @@ pub struct ComponentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
 
-    /// Extra command-line flags, `flag-name: value` without the leading `--`. Flags the operator
-    /// sets itself take precedence.
+    /// Extra command-line flags, `flag-name: value` without the leading `--`. They override the
+    /// operator's flags of the same name (a flag the component refuses shows in its condition as
+    /// CrashLoopBackOff).
     #[serde(default)]
     pub extra_args: BTreeMap<String, String>,
 }

@@ -986,3 +986,15 @@ fn bootstrap_token_ttl_refuses_other_forms_and_out_of_range() {
         assert_eq!(nodes.bootstrap_token_ttl_seconds(), None, "{ttl}");
     }
 }
+
+/// The one rule on the whole object bounds the name (the real API server evaluates it: the e2e
+/// test `bad_names_are_refused_with_their_message`; kube's local evaluator runs spec rules only).
+#[test]
+fn the_root_rule_bounds_the_name() {
+    let rules = root_schema()["x-kubernetes-validations"].clone();
+    assert_eq!(
+        rules,
+        serde_json::json!([{"rule": super::NAME_RULE, "message": super::MSG_NAME}])
+    );
+    assert!(super::NAME_RULE.contains("size() <= 47"));
+}
