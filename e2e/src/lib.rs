@@ -662,6 +662,24 @@ fn workload_labels(name: &str) -> BTreeMap<String, String> {
     ])
 }
 
+/// `spec` made to pass the restricted Pod Security Standard, which every test namespace enforces:
+/// user 65532, seccomp RuntimeDefault, no privilege escalation, every capability dropped.
+#[must_use]
+pub fn restricted(mut spec: PodSpec) -> PodSpec {
+    spec.security_context = serde_json::from_value(serde_json::json!({
+        "runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }))
+    .ok();
+    for c in &mut spec.containers {
+        c.security_context = serde_json::from_value(serde_json::json!({
+            "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]},
+        }))
+        .ok();
+    }
+    spec
+}
+
 /// A pod running `test-client ARGS...` (container `test-client`).
 #[must_use]
 pub fn test_client_pod(config: &Config, name: &str, args: &[&str]) -> Pod {
@@ -671,7 +689,7 @@ pub fn test_client_pod(config: &Config, name: &str, args: &[&str]) -> Pod {
             labels: Some(workload_labels(name)),
             ..ObjectMeta::default()
         },
-        spec: Some(PodSpec {
+        spec: Some(restricted(PodSpec {
             containers: vec![Container {
                 name: "test-client".to_owned(),
                 image: Some(config.test_client_image.clone()),
@@ -685,7 +703,7 @@ pub fn test_client_pod(config: &Config, name: &str, args: &[&str]) -> Pod {
             enable_service_links: Some(false),
             termination_grace_period_seconds: Some(5),
             ..PodSpec::default()
-        }),
+        })),
         ..Pod::default()
     }
 }
@@ -767,7 +785,7 @@ pub fn etcd_deployment(config: &Config, name: &str) -> Deployment {
                     labels: Some(labels),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(PodSpec {
+                spec: Some(restricted(PodSpec {
                     containers: vec![Container {
                         name: "etcd".to_owned(),
                         image: Some(config.etcd_image.clone()),
@@ -791,7 +809,7 @@ pub fn etcd_deployment(config: &Config, name: &str) -> Deployment {
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
                     ..PodSpec::default()
-                }),
+                })),
             },
             ..DeploymentSpec::default()
         }),

@@ -214,6 +214,10 @@ fn args(tenant: &Tenant, domain: &str, initial_cluster: &[String]) -> Vec<String
         ("auto-compaction-mode", "periodic".to_owned()),
         ("auto-compaction-retention", "5m".to_owned()),
         ("snapshot-count", "10000".to_owned()),
+        // Progress notifications keep the API server's watch caches current when nothing of a
+        // kind changes, so its clients resume their watches after it restarts instead of being
+        // told "too old resource version" again and again (as kubeadm sets it).
+        ("watch-progress-notify-interval", "5s".to_owned()),
     ];
     profile::tuning(tenant.spec.profile, Component::Etcd)
         .flags(defaults)
