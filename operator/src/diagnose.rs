@@ -106,13 +106,16 @@ fn container_problem(pod: &str, c: &ContainerStatus) -> Option<Problem> {
     let container = &c.name;
     match reason {
         "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull" => {
+            // Only what stays the same from one pull attempt to the next (the kubelet's own words
+            // alternate between the pull error and "Back-off pulling image"), so a tenant that
+            // waits is not written again and again.
             Some(Problem {
                 reason: "ImagePullFailed",
                 message: format!(
-                    "pod {pod}: container {container} cannot get its image {} ({reason}: \
-                     {detail}): check spec.registry and spec.version (images are \
-                     <registry>/<component>:v<version>) and that the seed's nodes can pull from \
-                     that registry",
+                    "pod {pod}: container {container} cannot get its image {} (`kubectl describe \
+                     pod {pod}` shows the pull error): check spec.registry and spec.version \
+                     (images are <registry>/<component>:v<version>) and that the seed's nodes \
+                     can pull from that registry",
                     c.image
                 ),
             })
@@ -127,10 +130,9 @@ fn container_problem(pod: &str, c: &ContainerStatus) -> Option<Problem> {
             Some(Problem {
                 reason: "CrashLoopBackOff",
                 message: format!(
-                    "pod {pod}: container {container} keeps exiting (exit code {code}, {} \
-                     restarts): {said}; `kubectl logs {pod} -c {container} --previous` shows its \
-                     last run (spec.controlPlane.*.extraArgs may hold a flag it refuses)",
-                    c.restart_count
+                    "pod {pod}: container {container} keeps exiting (exit code {code}): {said}; \
+                     `kubectl logs {pod} -c {container} --previous` shows its last run \
+                     (spec.controlPlane.*.extraArgs may hold a flag it refuses)"
                 ),
             })
         }
@@ -231,10 +233,17 @@ mod tests {
             pull.message.contains("bad.example/etcd:v3.6.16")
                 && pull.message.contains("spec.registry")
         );
+        // The same words for both states of a failing pull: no new status at each attempt.
+        let err = pod_problem(
+            &waiting("ErrImagePull", "dial tcp: lookup bad.example: no such host"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(err, pull);
         let crash = pod_problem(&waiting("CrashLoopBackOff", "back-off 40s"), &[]).unwrap();
         assert_eq!(crash.reason, "CrashLoopBackOff");
         assert!(
-            crash.message.contains("exit code 2, 4 restarts"),
+            crash.message.contains("(exit code 2): usage;"),
             "{}",
             crash.message
         );

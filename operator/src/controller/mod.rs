@@ -61,6 +61,21 @@ struct Context {
     metrics: Metrics,
 }
 
+/// The back-off of the controller's watches. kube-runtime applies one back-off to all its watches
+/// merged, and pauses all of them while it runs: with its default (up to 30 s, reset after 2
+/// minutes quiet), the five watches' errors after the seed's API server restarted paused every
+/// trigger again and again, and a tenant's status lagged by minutes (the chaos test, 2026-11-23).
+/// Up to 2 s keeps a down API server at a few requests per second and the lag to seconds.
+fn trigger_backoff() -> kube::runtime::utils::ResetTimerBackoff<watcher::ExponentialBackoff> {
+    let builder = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(2))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times();
+    kube::runtime::utils::ResetTimerBackoff::new(builder.into(), Duration::from_secs(60))
+}
+
 /// Serves `/metrics`, `/healthz` and `/readyz` on `endpoints` when given, waits for `leading`
 /// (leader election; `false` ends here), then runs the controller until SIGTERM/SIGINT.
 pub async fn run(
@@ -119,6 +134,7 @@ pub async fn run(
         .owns(Api::<Service>::all(client.clone()), children.clone())
         .owns(Api::<Job>::all(client.clone()), children)
         .with_config(kube::runtime::controller::Config::default().concurrency(settings.concurrency))
+        .trigger_backoff(trigger_backoff())
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -150,8 +166,11 @@ struct Observation {
 impl Next {
     /// After a pass of an awake tenant: its seed workloads ready or not, the tenant ready or not,
     /// its nodes settling or not.
-    fn after(workloads_ready: bool, ready: bool, settling: bool) -> Self {
-        if !workloads_ready {
+    #[allow(clippy::fn_params_excessive_bools)] // four facts of one pass, named at the call
+    fn after(workloads_ready: bool, ready: bool, settling: bool, stuck: bool) -> Self {
+        if stuck {
+            Next::PodsStuck
+        } else if !workloads_ready {
             Next::SeedWorkload
         } else if !ready {
             Next::TenantAnswer
@@ -177,6 +196,9 @@ enum Next {
     SeedWorkload,
     /// The workloads are up; whether the tenant answers is nothing the seed announces: poll.
     TenantAnswer,
+    /// A component's pods have a problem `diagnose` named (an image, a volume, a crash loop):
+    /// pods are not watched, so look again in a minute to follow it (fixed, or another).
+    PodsStuck,
 }
 
 #[instrument(skip_all, fields(tcp = %tcp.name_any(), ns = tcp.namespace().unwrap_or_default()))]
@@ -240,7 +262,7 @@ async fn reconcile_once(tcp: &Arc<TenantControlPlane>, ctx: &Context) -> Result<
     let uid = tcp.metadata.uid.as_deref();
     let wait = match o.next {
         Next::Resync | Next::SeedWorkload => jittered(RESYNC_SECONDS, uid),
-        Next::NodesSettling => jittered(60, uid),
+        Next::NodesSettling | Next::PodsStuck => jittered(60, uid),
         Next::TenantAnswer => Duration::from_secs(5),
     };
     Ok(Action::requeue(wait.min(until_due)))
@@ -450,12 +472,12 @@ fn pki_condition(pki_state: &pki::PkiState) -> Observed {
 }
 
 /// etcd's, the API server's, the controller-manager's and the scheduler's states, each not ready
-/// one with why (`explain`).
+/// one with why (`explain`), and whether a problem was found.
 async fn component_states(
     client: &Client,
     tenant: &Tenant,
     workloads: &Workloads,
-) -> [rollout::WorkloadState; 4] {
+) -> ([rollout::WorkloadState; 4], bool) {
     let mut etcd = rollout::etcd_state(&workloads.etcd);
     let mut apiserver = rollout::deployment_state(
         &build::apiserver::name(tenant),
@@ -472,7 +494,7 @@ async fn component_states(
         workloads.deployment(&format!("{}-scheduler", tenant.name)),
         "an available API server",
     );
-    explain(
+    let stuck = explain(
         client,
         tenant,
         [
@@ -483,20 +505,22 @@ async fn component_states(
         ],
     )
     .await;
-    [etcd, apiserver, kcm, scheduler]
+    ([etcd, apiserver, kcm, scheduler], stuck)
 }
 
 /// Says why the components that are not ready are not, from their pods (listed only then): the
 /// first problem `diagnose` finds becomes the state's reason and ends its message.
+/// Returns whether it found a problem.
 async fn explain(
     client: &Client,
     tenant: &Tenant,
     states: [(&mut rollout::WorkloadState, &str); 4],
-) {
+) -> bool {
     if states.iter().all(|(s, _)| s.ready) {
-        return;
+        return false;
     }
     let (pods, claims) = pod_evidence(client, tenant).await;
+    let mut found = false;
     for (state, component) in states {
         if state.ready {
             continue;
@@ -504,8 +528,10 @@ async fn explain(
         if let Some(problem) = crate::diagnose::component_problem(&pods, component, &claims) {
             state.reason = problem.reason;
             state.message = format!("{}: {}", state.message, problem.message);
+            found = true;
         }
     }
+    found
 }
 
 /// The tenant's pods and the claims of those waiting to be scheduled, for `diagnose`. A failure
@@ -556,7 +582,8 @@ async fn observe(
     probe_url: &str,
 ) -> Result<Observation, Error> {
     let mut conditions = vec![pki_condition(pki_state)];
-    let [etcd, apiserver, kcm, scheduler] = component_states(client, tenant, workloads).await;
+    let ([etcd, apiserver, kcm, scheduler], stuck) =
+        component_states(client, tenant, workloads).await;
     conditions.push(Observed::new(
         ETCD_READY,
         etcd.ready,
@@ -638,6 +665,7 @@ async fn observe(
         etcd.ready && apiserver.ready && controllers_ready,
         ready,
         settling,
+        stuck,
     );
     Ok(Observation {
         conditions,

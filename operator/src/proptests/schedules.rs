@@ -128,6 +128,14 @@ proptest! {
             }
             Ok(found) => found,
         };
+        // croner stops searching at year 5000, and near it not consistently: from
+        // 4999-12-31T23:00Z ("0 * */10 * *", Europe/Berlin) it finds no next occurrence, from
+        // 23:59:59Z it finds 5000-01-01T00:00Z. Within its last year only the order is checked.
+        let horizon = Timestamp::from_second(95_586_048_000).unwrap(); // 4999-01-01T00:00:00Z
+        if now >= horizon {
+            prop_assert!(previous.is_none_or(|p| p <= now) && next.is_none_or(|n| n > now));
+            return Ok(());
+        }
         if let Some(p) = previous {
             prop_assert!(p <= now, "{} after {}", p, now);
             let (again, after) =
