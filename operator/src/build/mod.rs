@@ -314,6 +314,29 @@ pub struct Children {
     pub network_policies: Vec<k8s_openapi::api::networking::v1::NetworkPolicy>,
 }
 
+impl Children {
+    /// The metadata of every child, for the tests that check them all.
+    #[cfg(test)]
+    pub(crate) fn metas(&self) -> Vec<&ObjectMeta> {
+        let Children {
+            secrets,
+            services,
+            statefulsets,
+            deployments,
+            pdbs,
+            network_policies,
+        } = self;
+        let mut metas: Vec<&ObjectMeta> = Vec::new();
+        metas.extend(secrets.iter().map(|o| &o.metadata));
+        metas.extend(services.iter().map(|o| &o.metadata));
+        metas.extend(statefulsets.iter().map(|o| &o.metadata));
+        metas.extend(deployments.iter().map(|o| &o.metadata));
+        metas.extend(pdbs.iter().map(|o| &o.metadata));
+        metas.extend(network_policies.iter().map(|o| &o.metadata));
+        metas
+    }
+}
+
 /// The desired children of `tenant` with its `pki` and the etcd encryption `key`.
 pub fn build(tenant: &Tenant, pki: &Pki, key: &[u8; 32]) -> Result<Children, BuildError> {
     let mut secrets: Vec<Secret> = pki::Item::ALL

@@ -82,21 +82,7 @@ fn hash(d: &Deployment) -> String {
 #[test]
 fn every_child_is_named_owned_and_labelled() {
     let (_, c) = children(&json!({"version": "1.36.3"}));
-    let Children {
-        secrets,
-        services,
-        statefulsets,
-        deployments,
-        pdbs,
-        network_policies,
-    } = &c;
-    let mut metas: Vec<&ObjectMeta> = Vec::new();
-    metas.extend(secrets.iter().map(|o| &o.metadata));
-    metas.extend(services.iter().map(|o| &o.metadata));
-    metas.extend(statefulsets.iter().map(|o| &o.metadata));
-    metas.extend(deployments.iter().map(|o| &o.metadata));
-    metas.extend(pdbs.iter().map(|o| &o.metadata));
-    metas.extend(network_policies.iter().map(|o| &o.metadata));
+    let metas = c.metas();
     assert_eq!(
         metas.len(),
         14 + 5 + 2 + 1 + 3 + 4,
@@ -115,7 +101,7 @@ fn every_child_is_named_owned_and_labelled() {
         assert_eq!(m.labels.as_ref().unwrap()[TENANT_LABEL], "t", "{name}");
     }
     assert!(
-        pdbs.is_empty(),
+        c.pdbs.is_empty(),
         "single replicas need no PodDisruptionBudget"
     );
 }

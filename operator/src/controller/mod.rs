@@ -484,14 +484,16 @@ async fn component_states(
         workloads.apiserver.as_ref(),
         "a majority of etcd members to be ready",
     );
+    let kcm_name = build::controllers::name(tenant, "kube-controller-manager");
     let mut kcm = rollout::deployment_state(
-        &format!("{}-controller-manager", tenant.name),
-        workloads.deployment(&format!("{}-controller-manager", tenant.name)),
+        &kcm_name,
+        workloads.deployment(&kcm_name),
         "an available API server",
     );
+    let scheduler_name = build::controllers::name(tenant, "kube-scheduler");
     let mut scheduler = rollout::deployment_state(
-        &format!("{}-scheduler", tenant.name),
-        workloads.deployment(&format!("{}-scheduler", tenant.name)),
+        &scheduler_name,
+        workloads.deployment(&scheduler_name),
         "an available API server",
     );
     let stuck = explain(

@@ -325,15 +325,7 @@ fn check_children(tenant: &Tenant, children: &Children) -> Result<(), TestCaseEr
     } = children;
     let secret_names: BTreeSet<String> = secrets.iter().map(kube::ResourceExt::name_any).collect();
     prop_assert_eq!(secret_names.len(), secrets.len(), "two Secrets of one name");
-    for meta in secrets
-        .iter()
-        .map(|o| &o.metadata)
-        .chain(services.iter().map(|o| &o.metadata))
-        .chain(statefulsets.iter().map(|o| &o.metadata))
-        .chain(deployments.iter().map(|o| &o.metadata))
-        .chain(pdbs.iter().map(|o| &o.metadata))
-        .chain(network_policies.iter().map(|o| &o.metadata))
-    {
+    for meta in children.metas() {
         check_owned(meta, tenant)?;
     }
     let mut pods: Vec<BTreeMap<String, String>> = Vec::new();
