@@ -486,6 +486,20 @@ pub async fn client() -> Result<Client> {
         .context("connecting to the cluster of $KUBECONFIG")
 }
 
+/// A client of the tenant cluster of `kubeconfig` (the YAML of a TenantControlPlane's kubeconfig
+/// Secret), as kube-rs reads it.
+pub async fn tenant_client(kubeconfig: &str) -> Result<Client> {
+    let kubeconfig =
+        kube::config::Kubeconfig::from_yaml(kubeconfig).context("parsing the tenant kubeconfig")?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .context("the tenant kubeconfig is not usable by kube-rs")?;
+    Client::try_from(config).context("building a client for the tenant")
+}
+
 /// The label that makes the API server enforce a Pod Security Standard in a namespace.
 pub const POD_SECURITY_LABEL: &str = "pod-security.kubernetes.io/enforce";
 

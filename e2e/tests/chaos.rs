@@ -21,9 +21,8 @@ use anyhow::{Context as _, Result, bail, ensure};
 use hostplane_e2e::{Attempt, TestEnv, install_crds, kubectl, poll_until, random_token};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
 
 /// The Secrets of a tenant that must never change once made (suffixes of `<tcp>-`).
 const ROOTS: [&str; 5] = ["ca", "front-proxy-ca", "etcd-ca", "sa", "encryption-key"];
@@ -188,9 +187,7 @@ async fn tenant_client(env: &TestEnv, name: &str) -> Result<Client> {
         .data
         .and_then(|d| d.get("value").cloned())
         .with_context(|| format!("{name}-kubeconfig has no key value"))?;
-    let kubeconfig = Kubeconfig::from_yaml(&String::from_utf8(value.0)?)?;
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-    Ok(Client::try_from(config)?)
+    hostplane_e2e::tenant_client(&String::from_utf8(value.0)?).await
 }
 
 /// Exactly one of each object per tenant, each owned by its live TenantControlPlane.

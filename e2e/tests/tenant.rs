@@ -6,11 +6,13 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail, ensure};
-use hostplane_e2e::{Attempt, TestEnv, install_crds, kubectl, poll_until, random_token};
+use hostplane_e2e::{
+    Attempt, TestEnv, install_crds, kubectl, poll_until, random_token, tenant_client,
+};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::Client;
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
+use kube::config::Kubeconfig;
 
 #[path = "tenant/bad_input.rs"]
 mod bad_input;
@@ -30,6 +32,21 @@ static OPERATOR: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 /// From apply to Ready: images are imported, so this is etcd + apiserver start and first sync,
 /// for several tenants at once on a 2-core machine.
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Merges `spec` (a JSON object) into the spec of tcp/`name`.
+async fn patch_spec(env: &TestEnv, name: &str, spec: &str) -> Result<()> {
+    env.kubectl(&[
+        "patch",
+        &format!("tcp/{name}"),
+        "--type=merge",
+        "-p",
+        &format!(r#"{{"spec":{spec}}}"#),
+    ])
+    .await?
+    .ok()
+    .with_context(|| format!("patching the spec of tcp/{name} with {spec}"))?;
+    Ok(())
+}
 
 struct Tcp<'a> {
     env: &'a TestEnv,
@@ -187,14 +204,6 @@ impl<'a> Tcp<'a> {
             .with_context(|| format!("Secret {name} has no key `value`"))?;
         String::from_utf8(value.0.clone()).context("the kubeconfig is not UTF-8")
     }
-}
-
-async fn tenant_client(kubeconfig: &str) -> Result<Client> {
-    let kubeconfig = Kubeconfig::from_yaml(kubeconfig).context("parsing the tenant kubeconfig")?;
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .context("the tenant kubeconfig is not usable by kube-rs")?;
-    Client::try_from(config).context("building a client for the tenant")
 }
 
 #[tokio::test]

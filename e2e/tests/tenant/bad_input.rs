@@ -73,14 +73,6 @@ async fn a_tenant_that_cannot_work_says_why_waits_quietly_and_recovers_when_fixe
         "a tenant that cannot work was written again and again: {before:?} -> {after:?}"
     );
     // Fixed: the right registry, and the tenant comes up on the etcd pod it had.
-    env.kubectl(&[
-        "patch",
-        "tcp/img",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"registry":null}}"#,
-    ])
-    .await?
-    .ok()?;
+    super::patch_spec(&env, "img", r#"{"registry":null}"#).await?;
     image.wait_ready().await
 }

@@ -14,17 +14,7 @@ const SLEEP_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// Sets `spec.hibernation` of tcp/`name` to the JSON `value`.
 async fn hibernation(env: &TestEnv, name: &str, value: &str) -> Result<()> {
-    env.kubectl(&[
-        "patch",
-        &format!("tcp/{name}"),
-        "--type=merge",
-        "-p",
-        &format!(r#"{{"spec":{{"hibernation":{value}}}}}"#),
-    ])
-    .await?
-    .ok()
-    .with_context(|| format!("setting spec.hibernation of tcp/{name} to {value}"))?;
-    Ok(())
+    super::patch_spec(env, name, &format!(r#"{{"hibernation":{value}}}"#)).await
 }
 
 /// Waits for phase Hibernated, Ready False with reason Hibernated, and no pod of the tenant.
@@ -348,15 +338,7 @@ async fn backups_on_demand_and_on_schedule_are_real_snapshots_and_only_retain_ar
     let env = TestEnv::new("tcp-backup").await?;
     let tcp = Tcp::apply(&env, "b1").await?;
     tcp.wait_ready().await?;
-    env.kubectl(&[
-        "patch",
-        "tcp/b1",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"backup":{"retain":2}}}"#,
-    ])
-    .await?
-    .ok()?;
+    super::patch_spec(&env, "b1", r#"{"backup":{"retain":2}}"#).await?;
     let mut snapshots = Vec::new();
     let mut last = String::new();
     for request in ["one", "two", "three"] {
@@ -411,15 +393,7 @@ async fn backups_on_demand_and_on_schedule_are_real_snapshots_and_only_retain_ar
     );
 
     // Every minute: a scheduled one follows within a minute or so.
-    env.kubectl(&[
-        "patch",
-        "tcp/b1",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"backup":{"schedule":"* * * * *"}}}"#,
-    ])
-    .await?
-    .ok()?;
+    super::patch_spec(&env, "b1", r#"{"backup":{"schedule":"* * * * *"}}"#).await?;
     poll_until(
         "tcp/b1 started a scheduled backup",
         Duration::from_secs(150),
@@ -491,15 +465,7 @@ async fn an_in_place_restore_brings_back_the_snapshot_and_a_missing_one_changes_
     let env = TestEnv::new("tcp-restore").await?;
     let tcp = Tcp::apply(&env, "r1").await?;
     tcp.wait_ready().await?;
-    env.kubectl(&[
-        "patch",
-        "tcp/r1",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"backup":{"retain":3}}}"#,
-    ])
-    .await?
-    .ok()?;
+    super::patch_spec(&env, "r1", r#"{"backup":{"retain":3}}"#).await?;
     let kubeconfig = tcp.kubeconfig().await?;
     let config_maps = Api::<ConfigMap>::namespaced(tenant_client(&kubeconfig).await?, "default");
     let make = |name: &str| -> Result<ConfigMap> {
