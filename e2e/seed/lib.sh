@@ -20,6 +20,8 @@ k8s_bin_dir() { echo "$HP_CACHE/kubernetes/v$1/bin"; }
 etcd_bin_dir() { echo "$HP_CACHE/etcd/v$ETCD_VERSION/bin"; }
 coredns_bin_dir() { echo "$HP_CACHE/coredns/v$COREDNS_VERSION/bin"; }
 helm_bin_dir() { echo "$HP_CACHE/helm/v$HELM_VERSION/bin"; }
+# flux_dir -> folder with source-controller, kustomize-controller and crds/ (their CRDs).
+flux_dir() { echo "$HP_CACHE/flux/v$FLUX_VERSION"; }
 
 # operator_leader: the name of the operator pod that holds its Lease, waiting up to 60 s (a fresh
 # install hands the Lease over within its 15 s term). Fails when none does.
