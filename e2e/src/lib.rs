@@ -109,6 +109,12 @@ impl Config {
     }
 }
 
+/// A pinned version of e2e/versions.env (`FLUX_VERSION`, ...).
+#[must_use]
+pub fn pinned(key: &str) -> Option<String> {
+    versions_env_value(VERSIONS_ENV, key)
+}
+
 /// The value of `KEY=value` in a shell-style env file: the first word, or the quoted string;
 /// what follows it (a `# comment`) is ignored.
 fn versions_env_value(text: &str, key: &str) -> Option<String> {

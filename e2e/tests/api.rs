@@ -75,6 +75,34 @@ async fn bad_specs_are_refused_with_their_message() -> Result<()> {
             "version: \"1.36.3\"\nhibernation:\n  schedules: [{location: UTC}]",
             "a hibernation schedule needs a start, an end or both",
         ),
+        (
+            "version: \"1.36.3\"\ngitops:\n  agent:\n    source: {git: {url: \"http://g/r.git\"}, oci: {url: \"oci://r/a\"}}",
+            "gitops.agent.source must set exactly one of git and oci",
+        ),
+        (
+            "version: \"1.36.3\"\ngitops:\n  agent:\n    source: {git: {url: \"git@example.com:r.git\"}}",
+            "gitops.agent.source.git.url must be an http:// or https:// URL",
+        ),
+        (
+            "version: \"1.36.3\"\ngitops:\n  agent:\n    source: {oci: {url: \"oci://r/a\"}}\n    interval: 5s",
+            "gitops.agent.interval must be whole seconds, minutes or hours",
+        ),
+        (
+            "version: \"1.36.3\"\ngitops:\n  registrations: [{name: argo, agent: ArgoCD, role: view, tokenTTL: 5m}]",
+            "tokenTTL must be whole minutes or hours such as 1h or 90m, from 10m to 24h",
+        ),
+        (
+            "version: \"1.36.3\"\ngitops:\n  registrations: [{name: Argo, agent: ArgoCD, role: view}]",
+            "a registration name must be lowercase letters",
+        ),
+        (
+            "version: \"1.36.3\"\ngitops:\n  registrations: [{name: argo, agent: ArgoCD}]",
+            "spec.gitops.registrations[0].role: Required value",
+        ),
+        (
+            "version: \"1.36.3\"\ngitops:\n  registrations: [{name: a, agent: ArgoCD, role: view}, {name: a, agent: Flux, role: view}]",
+            "Duplicate value",
+        ),
     ];
     let problems = refusals(&env, "bad", &cases).await?;
     ensure!(problems.is_empty(), "{}", problems.join("\n\n"));

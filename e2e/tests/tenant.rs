@@ -18,6 +18,8 @@ use kube::config::Kubeconfig;
 mod bad_input;
 #[path = "tenant/day2.rs"]
 mod day2;
+#[path = "tenant/gitops.rs"]
+mod gitops;
 #[path = "tenant/node_join.rs"]
 mod node_join;
 #[path = "common/operator.rs"]

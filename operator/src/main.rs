@@ -85,6 +85,8 @@ async fn main() -> ExitCode {
             .unwrap_or_else(|_| "cluster.local".to_owned()),
         concurrency,
         operator_image: operator_image(&client).await,
+        gitops_agent_image: std::env::var("HOSTPLANE_GITOPS_AGENT_IMAGE")
+            .unwrap_or_else(|_| hostplane_operator::build::gitops::DEFAULT_AGENT_IMAGE.to_owned()),
     };
     let addr = std::env::var("HOSTPLANE_METRICS_ADDR").unwrap_or_else(|_| "0.0.0.0:8080".into());
     let endpoints = if addr == "off" {

@@ -159,6 +159,11 @@ pub struct TenantControlPlaneSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupSpec>,
 
+    /// GitOps: a hosted Flux agent applying a source into the tenant, and scoped, expiring
+    /// credentials for central agents (Flux, Cluster API, Argo CD, Sveltos). Unset: neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitops: Option<super::GitOpsSpec>,
+
     /// Registry the control plane images are pulled from (images keep their upstream names, e.g.
     /// `<registry>/kube-apiserver:v1.36.3`). Unset means registry.k8s.io.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -805,6 +810,10 @@ pub struct TenantControlPlaneStatus {
     /// Backups: the last good snapshot and what was last started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupStatus>,
+
+    /// GitOps: the hosted agent's delivery and each registration's credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitops: Option<super::GitOpsStatus>,
 }
 
 /// What the backups have done.

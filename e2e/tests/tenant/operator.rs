@@ -195,7 +195,10 @@ async fn the_operator_has_exactly_the_rights_it_needs() -> Result<()> {
         &["create", "customresourcedefinitions"],
         &["create", "namespaces"],
         &["create", "mutatingwebhookconfigurations"],
-        &["delete", "secrets", "-n", "default"],
+        // GitOps deletes Secrets, Services, Deployments and NetworkPolicies it wrote (an agent
+        // switched off, a registration removed); never a tenant's data.
+        &["delete", "persistentvolumeclaims", "-n", "default"],
+        &["delete", "statefulsets", "-n", "default"],
         &["create", "pods", "-n", "default"],
         &["create", "pods/exec", "-n", "default"],
         &["create", "serviceaccounts/token", "-n", "default"],

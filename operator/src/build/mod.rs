@@ -7,6 +7,7 @@ pub mod apiserver;
 pub mod backup;
 pub mod controllers;
 pub mod etcd;
+pub mod gitops;
 pub mod kubeconfig;
 pub mod network_policy;
 pub mod node_bootstrap;

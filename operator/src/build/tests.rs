@@ -1071,9 +1071,15 @@ fn every_pod_of_a_tenant_passes_the_restricted_pod_security_standard() {
             job.spec.unwrap().template.spec.unwrap(),
         ));
     }
+    for d in gitops::agent_workloads(&t, gitops::DEFAULT_AGENT_IMAGE)
+        .unwrap()
+        .deployments
+    {
+        pods.push((d.name_any(), d.spec.unwrap().template.spec.unwrap()));
+    }
     assert_eq!(
         pods.len(),
-        1 + 3 + 1 + 2,
+        1 + 3 + 1 + 2 + 2,
         "{:?}",
         pods.iter().map(|p| &p.0).collect::<Vec<_>>()
     );
@@ -1204,6 +1210,242 @@ fn only_the_tenants_api_server_and_backups_reach_its_etcd() {
             ingress_allowed(policies, from, to, port),
             allowed,
             "from {from:?} to {to:?} port {port}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// GitOps
+
+fn token() -> gitops::Token {
+    gitops::Token {
+        token: "tok.en.value".into(),
+        expires_at: "2026-11-23T13:00:00Z".into(),
+        renew_at: "2026-11-23T12:40:00Z".into(),
+        service_account_uid: "sa-uid".into(),
+    }
+}
+
+fn registration(agent: &str, namespace: Option<&str>) -> hostplane_api::v1alpha1::Registration {
+    serde_json::from_value(
+        json!({"name": "r", "agent": agent, "namespace": namespace, "role": "view"}),
+    )
+    .unwrap()
+}
+
+const CA_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+#[test]
+fn the_agent_image_is_the_pinned_flux() {
+    let pinned = VERSIONS_ENV
+        .lines()
+        .find_map(|l| l.strip_prefix("FLUX_VERSION="))
+        .unwrap();
+    let version = pinned.split_whitespace().next().unwrap();
+    assert!(
+        gitops::DEFAULT_AGENT_IMAGE.ends_with(&format!(":v{version}")),
+        "{} is not Flux v{version} (e2e/versions.env)",
+        gitops::DEFAULT_AGENT_IMAGE
+    );
+}
+
+#[test]
+fn the_agent_talks_to_its_tenant_only_and_sleeps_with_it() {
+    let mut t = tenant(&json!({"version": "1.36.3"}));
+    let w = gitops::agent_workloads(&t, "example.org/flux-agent:v1").unwrap();
+    assert_eq!(w.deployments.len(), 2);
+    for d in &w.deployments {
+        let pod = d.spec.clone().unwrap().template.spec.unwrap();
+        let c = &pod.containers[0];
+        let env: BTreeMap<_, _> = c
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            env["KUBECONFIG"],
+            "/var/run/hostplane/agent/value",
+            "{}",
+            d.name_any()
+        );
+        assert!(
+            pod.service_account_name.is_none()
+                && pod.automount_service_account_token == Some(false)
+        );
+        let secret = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find_map(|v| v.secret.clone())
+            .unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("t-gitops-agent-token"));
+        assert_eq!(d.spec.as_ref().unwrap().replicas, Some(1));
+    }
+    let source = &w.deployments[0];
+    let pod = source.spec.clone().unwrap().template.spec.unwrap();
+    let init = &pod.init_containers.unwrap()[0];
+    assert!(
+        init.command
+            .as_ref()
+            .unwrap()
+            .join(" ")
+            .starts_with("kubectl apply --server-side")
+    );
+    let args = pod.containers[0].args.clone().unwrap();
+    assert!(
+        args.contains(&"--storage-adv-addr=t-gitops-source.ns.svc.cluster.local.:9090".to_owned()),
+        "{args:?}"
+    );
+    assert_eq!(w.service.metadata.name.as_deref(), Some("t-gitops-source"));
+    // The credential: a token file re-read by the client, the tenant's CA, its in-seed URL.
+    let secret = gitops::agent_secret(&t, &t.in_seed_url(), CA_PEM, &token());
+    let value = String::from_utf8(secret.data.as_ref().unwrap()["value"].0.clone()).unwrap();
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&value).unwrap();
+    let user = kubeconfig.auth_infos[0].auth_info.clone().unwrap();
+    assert_eq!(
+        user.token_file.as_deref(),
+        Some("/var/run/hostplane/agent/token")
+    );
+    assert!(user.token.is_none());
+    let cluster = kubeconfig.clusters[0].cluster.clone().unwrap();
+    assert_eq!(
+        cluster.server.as_deref(),
+        Some("https://t-apiserver.ns.svc.cluster.local:6443")
+    );
+    assert_eq!(
+        secret.metadata.annotations.as_ref().unwrap()[gitops::RENEW_AT],
+        "2026-11-23T12:40:00Z"
+    );
+    assert_eq!(
+        secret.metadata.owner_references.as_ref().unwrap()[0].uid,
+        "uid-1"
+    );
+    t.asleep = true;
+    for d in gitops::agent_workloads(&t, "example.org/flux-agent:v1")
+        .unwrap()
+        .deployments
+    {
+        assert_eq!(d.spec.unwrap().replicas, Some(0));
+    }
+}
+
+#[test]
+fn flux_objects_follow_the_source_in_the_spec() {
+    let agent = |source: serde_json::Value| -> hostplane_api::v1alpha1::AgentSpec {
+        serde_json::from_value(json!({"source": source})).unwrap()
+    };
+    let git = agent(json!({"git": {"url": "http://git.example/r.git"}}));
+    let source = gitops::tenant_source(&git);
+    assert_eq!(source["kind"], "GitRepository");
+    assert_eq!(source["spec"]["ref"], json!({"branch": "main"}));
+    assert_eq!(source["spec"]["interval"], "1m");
+    let tagged = agent(json!({"git": {"url": "http://g/r.git", "branch": "dev", "tag": "v1"}}));
+    assert_eq!(
+        gitops::tenant_source(&tagged)["spec"]["ref"],
+        json!({"tag": "v1"})
+    );
+    let oci = agent(json!({"oci": {"url": "oci://r.example/addons", "tag": "v2"}}));
+    let source = gitops::tenant_source(&oci);
+    assert_eq!(source["kind"], "OCIRepository");
+    assert_eq!(source["spec"]["ref"], json!({"tag": "v2"}));
+    let k = gitops::tenant_kustomization(&oci);
+    assert_eq!(
+        k["spec"]["sourceRef"],
+        json!({"kind": "OCIRepository", "name": "hostplane"})
+    );
+    assert_eq!(k["spec"]["path"], "./");
+    assert_eq!(k["spec"]["prune"], true);
+    assert_eq!(
+        gitops::describe_source(&tagged),
+        "git http://g/r.git tag v1"
+    );
+}
+
+#[test]
+fn registrations_write_what_each_agent_reads() {
+    let t = tenant(&json!({"version": "1.36.3"}));
+    let server = t.endpoint_url();
+    // Argo CD, in its own namespace: its documented cluster Secret, not owned (other namespace)
+    // but labelled with the TCP's uid for the sweep.
+    let argo = gitops::registration_objects(
+        &t,
+        "uid-1",
+        &registration("ArgoCD", Some("argocd")),
+        &server,
+        CA_PEM,
+        &token(),
+    );
+    let s = &argo.secret;
+    assert_eq!(s.metadata.namespace.as_deref(), Some("argocd"));
+    assert_eq!(s.metadata.name.as_deref(), Some("t-r"));
+    assert!(s.metadata.owner_references.is_none());
+    let labels = s.metadata.labels.as_ref().unwrap();
+    assert_eq!(labels["argocd.argoproj.io/secret-type"], "cluster");
+    assert_eq!(labels[gitops::REGISTRATION_OF], "uid-1");
+    let data = s.data.as_ref().unwrap();
+    assert_eq!(data["server"].0, server.as_bytes());
+    let config: serde_json::Value = serde_json::from_slice(&data["config"].0).unwrap();
+    assert_eq!(config["bearerToken"], "tok.en.value");
+    assert_eq!(config["tlsClientConfig"]["insecure"], false);
+    let ca = STANDARD
+        .decode(config["tlsClientConfig"]["caData"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(ca, CA_PEM.as_bytes());
+    // Flux / Cluster API, in the TCP's namespace: owned, the Cluster API contract.
+    for agent in ["Flux", "ClusterAPI"] {
+        let o = gitops::registration_objects(
+            &t,
+            "uid-1",
+            &registration(agent, None),
+            &server,
+            CA_PEM,
+            &token(),
+        );
+        assert_eq!(o.secret.metadata.name.as_deref(), Some("t-r-kubeconfig"));
+        assert_eq!(o.secret.type_.as_deref(), Some("cluster.x-k8s.io/secret"));
+        assert_eq!(
+            o.secret.metadata.owner_references.as_ref().unwrap()[0].uid,
+            "uid-1"
+        );
+        let value = String::from_utf8(o.secret.data.as_ref().unwrap()["value"].0.clone()).unwrap();
+        let kubeconfig = kube::config::Kubeconfig::from_yaml(&value).unwrap();
+        let user = kubeconfig.auth_infos[0].auth_info.clone().unwrap();
+        assert!(user.token.is_some() && value.contains("token: tok.en.value"));
+        assert!(o.sveltos_cluster.is_none());
+    }
+    // Sveltos: a SveltosCluster naming its kubeconfig Secret and key.
+    let o = gitops::registration_objects(
+        &t,
+        "uid-1",
+        &registration("Sveltos", Some("projectsveltos")),
+        &server,
+        CA_PEM,
+        &token(),
+    );
+    let cluster = o.sveltos_cluster.unwrap();
+    assert_eq!(cluster["kind"], "SveltosCluster");
+    assert_eq!(cluster["metadata"]["namespace"], "projectsveltos");
+    assert_eq!(cluster["spec"]["kubeconfigName"], "t-r-sveltos-kubeconfig");
+    assert_eq!(
+        o.secret.metadata.name.as_deref(),
+        Some("t-r-sveltos-kubeconfig")
+    );
+    assert!(o.secret.data.as_ref().unwrap().contains_key("kubeconfig"));
+    // Every registration's Secret keeps its token under `token` too (read back to keep it).
+    for agent in ["ArgoCD", "Flux", "ClusterAPI", "Sveltos"] {
+        let o = gitops::registration_objects(
+            &t,
+            "uid-1",
+            &registration(agent, None),
+            &server,
+            CA_PEM,
+            &token(),
+        );
+        assert_eq!(
+            o.secret.data.as_ref().unwrap()["token"].0,
+            b"tok.en.value",
+            "{agent}"
         );
     }
 }

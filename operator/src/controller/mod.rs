@@ -7,6 +7,7 @@ mod apply;
 mod backup;
 mod encryption;
 mod error;
+mod gitops;
 mod node_join;
 mod pki;
 mod restore;
@@ -50,6 +51,8 @@ pub struct Settings {
     pub concurrency: u16,
     /// The operator's own image: backup Jobs run its `snapshot-finish`. Unknown: no backups.
     pub operator_image: Option<String>,
+    /// The hosted GitOps agent's image (Flux's controllers, kubectl and Flux's CRDs).
+    pub gitops_agent_image: String,
 }
 
 struct Context {
@@ -120,6 +123,24 @@ pub async fn run(
     if !leading.await {
         return;
     }
+    let sweeper = client.clone();
+    tokio::spawn(async move {
+        // What registrations wrote in other namespaces outlives a deleted TCP until this finds it.
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            match gitops::sweep(&sweeper).await {
+                Ok(0) => {}
+                Ok(n) => info!(
+                    removed = n,
+                    "removed registrations of deleted TenantControlPlanes"
+                ),
+                Err(e) => {
+                    warn!(error = %e, "sweeping registrations of deleted TenantControlPlanes failed");
+                }
+            }
+        }
+    });
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), Reporter::from("hostplane-operator")),
         client: client.clone(),
@@ -161,6 +182,8 @@ struct Observation {
     restoring: bool,
     /// `status.backup` as this pass left it (None: as it was).
     backup: Option<hostplane_api::v1alpha1::BackupStatus>,
+    /// `status.gitops` as this pass left it.
+    gitops: GitOpsSeen,
 }
 
 impl Next {
@@ -229,6 +252,7 @@ async fn reconcile_once(tcp: &Arc<TenantControlPlane>, ctx: &Context) -> Result<
                 hibernated: o.hibernated,
                 restoring: o.restoring,
                 backup: o.backup.clone(),
+                gitops: o.gitops.clone(),
             },
             Some(endpoint.clone()),
         ),
@@ -242,6 +266,7 @@ async fn reconcile_once(tcp: &Arc<TenantControlPlane>, ctx: &Context) -> Result<
                 hibernated: false,
                 restoring: false,
                 backup: None,
+                gitops: GitOpsSeen::Unseen,
             },
             tcp.status.as_ref().and_then(|s| s.endpoint.clone()),
         ),
@@ -416,10 +441,17 @@ async fn provision(
     };
     let workloads = apply_children(client, &tenant, &children, &applied).await?;
 
+    if tenant.asleep && tcp.spec.gitops.as_ref().is_some_and(|g| g.agent.is_some()) {
+        gitops::sleep(client, &tenant, &ctx.settings.gitops_agent_image).await?;
+    }
     let mut observation = if tenant.asleep {
         observe_asleep(&pki_state, &workloads, &sleep)
     } else {
-        observe(client, &tenant, &pki_state, &workloads, &probe_url).await?
+        let gitops = Gitops {
+            tcp,
+            agent_image: &ctx.settings.gitops_agent_image,
+        };
+        observe(client, &tenant, &pki_state, &workloads, &probe_url, &gitops).await?
     };
     if let Some(r) = restore.as_mut() {
         let pass = restore::Pass {
@@ -582,6 +614,7 @@ async fn observe(
     pki_state: &pki::PkiState,
     workloads: &Workloads,
     probe_url: &str,
+    gitops: &Gitops<'_>,
 ) -> Result<Observation, Error> {
     let mut conditions = vec![pki_condition(pki_state)];
     let ([etcd, apiserver, kcm, scheduler], stuck) =
@@ -608,12 +641,13 @@ async fn observe(
 
     // Ready means the tenant answers /readyz through its Service, not only that pods run.
     let inside = if apiserver.ready {
-        tenant_ready_and_bootstrapped(client, tenant, &pki_state.pki, probe_url).await?
+        tenant_ready_and_bootstrapped(client, tenant, &pki_state.pki, probe_url, gitops).await?
     } else {
         TenantSide {
             ready: Err(apiserver.message.clone()),
             due: None,
             addons: None,
+            gitops: None,
         }
     };
     let api_ok = inside.ready.is_ok();
@@ -663,6 +697,8 @@ async fn observe(
         conditions.push(a.condition);
         a.nodes
     });
+    let mut due = inside.due;
+    let gitops_status = GitOpsSeen::take(inside.gitops, &mut conditions, &mut due);
     let next = Next::after(
         etcd.ready && apiserver.ready && controllers_ready,
         ready,
@@ -672,13 +708,51 @@ async fn observe(
     Ok(Observation {
         conditions,
         ready,
-        due: inside.due,
+        due,
         nodes,
         next,
         hibernated: false,
         restoring: false,
         backup: None,
+        gitops: gitops_status,
     })
+}
+
+/// `status.gitops` after a pass: what the GitOps pass left, or (it did not run: the tenant was
+/// not reached) as it was.
+#[derive(Clone, Debug)]
+enum GitOpsSeen {
+    Unseen,
+    Seen(Option<hostplane_api::v1alpha1::GitOpsStatus>),
+}
+
+impl GitOpsSeen {
+    /// The GitOps pass's status; its conditions and due time join the pass's.
+    fn take(
+        pass: Option<gitops::GitOpsState>,
+        conditions: &mut Vec<Observed>,
+        due: &mut Option<time::OffsetDateTime>,
+    ) -> Self {
+        match pass {
+            None => Self::Unseen,
+            Some(g) => {
+                conditions.extend(g.conditions);
+                *due = earliest(*due, g.due);
+                Self::Seen(g.status)
+            }
+        }
+    }
+}
+
+/// The earlier of two moments, either of which may be unknown.
+fn earliest(
+    a: Option<time::OffsetDateTime>,
+    b: Option<time::OffsetDateTime>,
+) -> Option<time::OffsetDateTime> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Pods of the tenant's etcd and control plane that still exist.
@@ -741,6 +815,7 @@ fn observe_asleep(
         hibernated: true,
         restoring: false,
         backup: None,
+        gitops: GitOpsSeen::Unseen,
     }
 }
 
@@ -765,6 +840,14 @@ struct TenantSide {
     /// When a bootstrap token rotation is due.
     due: Option<time::OffsetDateTime>,
     addons: Option<addons::AddonsState>,
+    gitops: Option<gitops::GitOpsState>,
+}
+
+/// What the GitOps pass needs besides the tenant: the TCP (its spec, status and uid) and the
+/// agent's image.
+struct Gitops<'a> {
+    tcp: &'a TenantControlPlane,
+    agent_image: &'a str,
 }
 
 /// Asks the tenant's `/readyz` through its Service; once it answers, applies what the tenant
@@ -774,6 +857,7 @@ async fn tenant_ready_and_bootstrapped(
     tenant: &Tenant,
     pki: &crate::pki::Pki,
     probe_url: &str,
+    gitops: &Gitops<'_>,
 ) -> Result<TenantSide, Error> {
     let kubeconfig = super_admin_kubeconfig(client, tenant).await?;
     let tenant_client = tenant_api::client(&kubeconfig, probe_url).await?;
@@ -782,15 +866,28 @@ async fn tenant_ready_and_bootstrapped(
             ready: Err(why),
             due: None,
             addons: None,
+            gitops: None,
         });
     }
     tenant_api::bootstrap(&tenant_client).await?;
     let due = node_join::ensure(client, &tenant_client, tenant, pki).await?;
     let addons = addons::ensure(&tenant_client, tenant).await?;
+    let ca_pem = pki
+        .cert(crate::pki::Item::Ca)
+        .map(crate::pki::CertKeyPair::cert_pem)
+        .unwrap_or_default();
+    let inputs = gitops::Inputs {
+        tcp: gitops.tcp,
+        tenant,
+        ca_pem: &ca_pem,
+        agent_image: gitops.agent_image,
+    };
+    let gitops = gitops::ensure(client, &tenant_client, &inputs).await;
     Ok(TenantSide {
         ready: Ok(()),
         due: Some(due),
         addons: Some(addons),
+        gitops: Some(gitops),
     })
 }
 
@@ -1012,6 +1109,12 @@ async fn write_status(
         .unwrap_or_default()
         .iter()
         .filter(|c| c.type_ != status::PAUSED)
+        .filter(|c| {
+            let gitops = tcp.spec.gitops.as_ref();
+            (c.type_ != gitops::ADDONS_DELIVERED || gitops.is_some_and(|g| g.agent.is_some()))
+                && (c.type_ != gitops::REGISTRATIONS_READY
+                    || gitops.is_some_and(|g| !g.registrations.is_empty()))
+        })
         .cloned()
         .collect();
     let new = TenantControlPlaneStatus {
@@ -1041,6 +1144,10 @@ async fn write_status(
             .backup
             .clone()
             .or_else(|| old.and_then(|s| s.backup.clone())),
+        gitops: match &observation.gitops {
+            GitOpsSeen::Seen(status) => status.clone(),
+            GitOpsSeen::Unseen => old.and_then(|s| s.gitops.clone()),
+        },
     };
     if !status::needs_write(old, &new) {
         return Ok(());

@@ -169,6 +169,7 @@ fn default_spec() -> TenantControlPlaneSpec {
         profile: Profile::Standard,
         hibernation: None,
         backup: None,
+        gitops: None,
         registry: None,
     }
 }
@@ -210,6 +211,31 @@ fn schema_defaults_fill_partial_objects() {
     }
     expected.network.pod_cidr = "10.32.0.0/16".into();
     assert_eq!(parsed, expected);
+}
+
+fn full_gitops() -> crate::v1alpha1::GitOpsSpec {
+    crate::v1alpha1::GitOpsSpec {
+        agent: Some(crate::v1alpha1::AgentSpec {
+            source: crate::v1alpha1::AgentSource {
+                git: Some(crate::v1alpha1::GitSource {
+                    url: "https://git.example.com/addons.git".into(),
+                    branch: Some("main".into()),
+                    tag: None,
+                }),
+                oci: None,
+            },
+            path: "./addons".into(),
+            interval: "30s".into(),
+            prune: true,
+        }),
+        registrations: vec![crate::v1alpha1::Registration {
+            name: "argo".into(),
+            agent: crate::v1alpha1::RegistrationAgent::ArgoCD,
+            namespace: Some("argocd".into()),
+            role: "view".into(),
+            token_ttl: "90m".into(),
+        }],
+    }
 }
 
 fn full_spec() -> TenantControlPlaneSpec {
@@ -294,6 +320,7 @@ fn full_spec() -> TenantControlPlaneSpec {
                 storage_class_name: None,
             },
         }),
+        gitops: Some(full_gitops()),
         registry: Some("registry.example.com/mirror".into()),
     }
 }
@@ -943,7 +970,7 @@ fn every_rule_has_a_message_and_bounded_input() {
         }
     });
     assert_eq!(
-        rules, 24,
+        rules, 32,
         "a rule was added or lost; update the tests and the e2e"
     );
 }

@@ -1,0 +1,824 @@
+//! GitOps (issue 7) on the local seed, with real Flux controllers and a real Git server (the seed's
+//! git-http-backend): the hosted agent delivers an addon from a repository into the tenant, follows
+//! a commit, reports a broken addon with Flux's message; registrations hand out scoped tokens that
+//! work (Argo CD's cluster Secret, read as Argo CD documents it, reaches the tenant with nothing
+//! else), are refused by another tenant, are revoked by deleting their ServiceAccount (and
+//! re-minted), and disappear with their registration or their TenantControlPlane.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, ensure};
+use base64::Engine as _;
+use hostplane_e2e::{
+    Attempt, TestEnv, TestNamespace, install_crds, poll_until, run_command, tenant_client,
+};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use kube::Client;
+use kube::api::{Api, ListParams, PostParams};
+
+use super::{Tcp, patch_spec};
+
+const SEED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/seed/seed");
+
+/// A repository of the seed's git server and a working clone of it.
+struct Repo {
+    url: String,
+    work: PathBuf,
+}
+
+impl Repo {
+    async fn create(name: &str) -> Result<Self> {
+        let out = run_command(SEED, &["git-repo", name]).await?.ok()?;
+        let (url, bare) = out
+            .stdout
+            .trim()
+            .split_once('\t')
+            .context("seed git-repo prints URL<TAB>PATH")?;
+        let work = std::env::temp_dir().join(format!("gitops-{name}"));
+        let _ = std::fs::remove_dir_all(&work);
+        git(
+            Path::new("/"),
+            &["clone", "-q", bare, &work.to_string_lossy()],
+        )
+        .await?;
+        Ok(Self {
+            url: url.to_owned(),
+            work,
+        })
+    }
+
+    /// Writes `files` (path, content) and commits and pushes them; returns the commit's hash.
+    async fn commit(&self, message: &str, files: &[(&str, String)]) -> Result<String> {
+        for (path, content) in files {
+            let path = self.work.join(path);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(&path, content)?;
+        }
+        git(&self.work, &["add", "-A"]).await?;
+        git(
+            &self.work,
+            &[
+                "-c",
+                "user.name=e2e",
+                "-c",
+                "user.email=e2e@hostplane.dev",
+                "commit",
+                "-q",
+                "-m",
+                message,
+            ],
+        )
+        .await?;
+        git(&self.work, &["push", "-q", "origin", "HEAD:main"]).await?;
+        Ok(git(&self.work, &["rev-parse", "HEAD"])
+            .await?
+            .trim()
+            .to_owned())
+    }
+}
+
+impl Drop for Repo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.work);
+    }
+}
+
+async fn git(dir: &Path, args: &[&str]) -> Result<String> {
+    let mut all = vec!["-C", dir.to_str().unwrap_or("/")];
+    all.extend_from_slice(args);
+    Ok(run_command("git", &all).await?.ok()?.stdout)
+}
+
+fn addon(message: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "addons/namespace.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: addon-demo\n".to_owned(),
+        ),
+        (
+            "addons/configmap.yaml",
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: greeting\n  namespace: addon-demo\ndata:\n  message: {message}\n"
+            ),
+        ),
+    ]
+}
+
+/// `condition`'s (status, reason, message) on `tcp`.
+async fn condition(tcp: &Tcp<'_>, type_: &str) -> Result<(String, String, String)> {
+    let path = format!(
+        "jsonpath={{.status.conditions[?(@.type==\"{type_}\")].status}}|{{.status.conditions[?(@.type==\"{type_}\")].reason}}|{{.status.conditions[?(@.type==\"{type_}\")].message}}"
+    );
+    let out = tcp
+        .env
+        .kubectl(&["get", &format!("tcp/{}", tcp.name), "-o", &path])
+        .await?
+        .ok()?
+        .stdout;
+    let mut parts = out.splitn(3, '|').map(str::to_owned);
+    Ok((
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    ))
+}
+
+/// Waits until `check` accepts AddonsDelivered's (status, reason, message).
+async fn delivered_until(
+    tcp: &Tcp<'_>,
+    what: &str,
+    check: impl Fn(&str, &str, &str) -> bool,
+) -> Result<String> {
+    poll_until(what, Duration::from_secs(240), || async {
+        let (status, reason, message) = condition(tcp, "AddonsDelivered").await?;
+        Ok(if check(&status, &reason, &message) {
+            Attempt::Done(message)
+        } else {
+            Attempt::NotYet(format!("AddonsDelivered {status} {reason}: {message}"))
+        })
+    })
+    .await
+}
+
+/// Waits until the tenant's addon-demo/greeting says `message`; returns how long it took.
+async fn greeting_becomes(tenant: &Client, message: &str) -> Result<Duration> {
+    let start = Instant::now();
+    let api = Api::<ConfigMap>::namespaced(tenant.clone(), "addon-demo");
+    poll_until(
+        &format!("addon-demo/greeting says {message} in the tenant"),
+        Duration::from_secs(240),
+        || async {
+            let got = api
+                .get_opt("greeting")
+                .await?
+                .and_then(|c| c.data?.get("message").cloned());
+            Ok(if got.as_deref() == Some(message) {
+                Attempt::Done(())
+            } else {
+                Attempt::NotYet(format!("message {got:?}"))
+            })
+        },
+    )
+    .await?;
+    Ok(start.elapsed())
+}
+
+/// A client built from an Argo CD cluster Secret as Argo CD reads it: `server`, and `config`
+/// (JSON) with `bearerToken` and `tlsClientConfig.caData` (base64 of the PEM). Nothing else.
+async fn argo_client(secret: &Secret) -> Result<Client> {
+    let data = secret
+        .data
+        .as_ref()
+        .context("the Argo CD Secret has no data")?;
+    let text = |key: &str| -> Result<String> {
+        let value = data
+            .get(key)
+            .with_context(|| format!("the Argo CD Secret has no key {key}"))?;
+        String::from_utf8(value.0.clone()).with_context(|| format!("key {key} is not UTF-8"))
+    };
+    ensure!(
+        !text("name")?.is_empty(),
+        "the Argo CD Secret has an empty name"
+    );
+    let server = text("server")?;
+    let config: serde_json::Value =
+        serde_json::from_str(&text("config")?).context("config is not JSON")?;
+    let token = config["bearerToken"]
+        .as_str()
+        .context("config has no bearerToken")?;
+    let ca = config["tlsClientConfig"]["caData"]
+        .as_str()
+        .context("config has no tlsClientConfig.caData")?;
+    ensure!(
+        config["tlsClientConfig"]["insecure"] != true,
+        "the Argo CD Secret turns TLS verification off"
+    );
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(ca)
+        .context("caData is not base64")?;
+    ensure!(
+        pem.starts_with(b"-----BEGIN CERTIFICATE-----"),
+        "caData is not base64 of a PEM certificate"
+    );
+    token_client(&server, ca, token).await
+}
+
+async fn token_client(server: &str, ca_b64: &str, token: &str) -> Result<Client> {
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca_b64}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\n"
+    );
+    tenant_client(&kubeconfig).await
+}
+
+/// The HTTP status of listing namespaces with `client` (200 when allowed).
+async fn list_namespaces_status(client: &Client) -> u16 {
+    match Api::<Namespace>::all(client.clone())
+        .list(&ListParams::default().limit(1))
+        .await
+    {
+        Ok(_) => 200,
+        Err(kube::Error::Api(s)) => s.code,
+        Err(_) => 0,
+    }
+}
+
+async fn secret_opt(client: &Client, namespace: &str, name: &str) -> Result<Option<Secret>> {
+    Ok(Api::<Secret>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await?)
+}
+
+/// Waits until `client`'s token is refused (401): a deleted ServiceAccount's tokens stop at once,
+/// up to the API server's 10 s cache of authenticated tokens. Prints how long it took.
+async fn refused_within(client: &Client, what: &str) -> Result<()> {
+    let start = Instant::now();
+    poll_until(
+        &format!("{what} is refused"),
+        Duration::from_secs(30),
+        || async {
+            let code = list_namespaces_status(client).await;
+            Ok(if code == 401 {
+                Attempt::Done(())
+            } else {
+                Attempt::NotYet(format!("answered {code}"))
+            })
+        },
+    )
+    .await?;
+    eprintln!(
+        "gitops: {what} refused {:?} after its ServiceAccount was deleted",
+        start.elapsed()
+    );
+    Ok(())
+}
+
+/// A central Flux in the seed, as a platform team runs one: source-controller and
+/// kustomize-controller (the agent image's, with in-cluster credentials) in the test's namespace,
+/// watching only it, with Flux's CRDs installed in the seed.
+async fn central_flux(env: &TestEnv) -> Result<()> {
+    let version = hostplane_e2e::pinned("FLUX_VERSION").context("FLUX_VERSION in versions.env")?;
+    let cache = std::env::var("HOSTPLANE_CACHE").unwrap_or_else(|_| "/var/cache/hostplane".into());
+    let crds = format!("{cache}/flux/v{version}/crds");
+    hostplane_e2e::kubectl(&["apply", "--server-side", "--force-conflicts", "-f", &crds])
+        .await?
+        .ok()
+        .with_context(|| format!("installing Flux's CRDs from {crds} (e2e/seed/build-binaries)"))?;
+    hostplane_e2e::kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/gitrepositories.source.toolkit.fluxcd.io",
+        "crd/kustomizations.kustomize.toolkit.fluxcd.io",
+        "--timeout=60s",
+    ])
+    .await?
+    .ok()?;
+    let ns = env.namespace();
+    let image = format!("ghcr.io/hostplane/flux-agent:v{version}");
+    let pull = &env.config.image_pull_policy;
+    let security = r#"securityContext: {runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, seccompProfile: {type: RuntimeDefault}}"#;
+    let container_security = r#"securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}"#;
+    let deployment = |name: &str, binary: &str, args: &str| {
+        format!(
+            r#"---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      serviceAccountName: central-flux
+      {security}
+      containers:
+      - name: {binary}
+        image: {image}
+        imagePullPolicy: {pull}
+        command: [{binary}]
+        args: [--watch-all-namespaces=false, --enable-leader-election=false, --events-addr=, {args}]
+        env:
+        - {{name: RUNTIME_NAMESPACE, value: {ns}}}
+        - {{name: TUF_ROOT, value: /tmp/.sigstore}}
+        {container_security}
+        volumeMounts: [{{name: tmp, mountPath: /tmp}}, {{name: data, mountPath: /data}}]
+      volumes: [{{name: tmp, emptyDir: {{}}}}, {{name: data, emptyDir: {{}}}}]
+"#
+        )
+    };
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: central-flux}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: central-flux}}
+rules:
+- {{apiGroups: [source.toolkit.fluxcd.io, kustomize.toolkit.fluxcd.io], resources: ["*"], verbs: ["*"]}}
+- {{apiGroups: [""], resources: [secrets, configmaps], verbs: [get, list, watch]}}
+- {{apiGroups: ["", events.k8s.io], resources: [events], verbs: [create, patch]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: central-flux}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: central-flux}}
+subjects: [{{kind: ServiceAccount, name: central-flux, namespace: {ns}}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: central-source}}
+spec:
+  selector: {{app: central-source}}
+  ports: [{{port: 9090, targetPort: 9090}}]
+{}{}"#,
+        deployment(
+            "central-source",
+            "source-controller",
+            &format!(
+                "--storage-path=/data, --storage-adv-addr=central-source.{ns}.svc.cluster.local.:9090"
+            ),
+        ),
+        deployment(
+            "central-kustomize",
+            "kustomize-controller",
+            "--no-remote-bases=true"
+        ),
+    );
+    let path = std::env::temp_dir().join(format!("central-flux-{ns}.yaml"));
+    std::fs::write(&path, manifest)?;
+    let applied = env.kubectl(&["apply", "-f", &path.to_string_lossy()]).await;
+    let _ = std::fs::remove_file(&path);
+    applied?
+        .ok()
+        .context("deploying a central Flux in the seed")?;
+    env.wait_deployment_available("central-source").await?;
+    env.wait_deployment_available("central-kustomize").await?;
+    Ok(())
+}
+
+/// A GitRepository and a Kustomization in the seed that apply `path` of `url` into the tenant
+/// through the Cluster-API-format Secret `secret` (`spec.kubeConfig.secretRef`).
+async fn central_kustomization(env: &TestEnv, url: &str, path: &str, secret: &str) -> Result<()> {
+    let manifest = format!(
+        r#"apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {{name: central}}
+spec: {{url: "{url}", ref: {{branch: main}}, interval: 10s}}
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {{name: central}}
+spec:
+  sourceRef: {{kind: GitRepository, name: central}}
+  path: {path}
+  interval: 10s
+  retryInterval: 10s
+  prune: true
+  kubeConfig: {{secretRef: {{name: {secret}}}}}
+"#
+    );
+    let file = std::env::temp_dir().join(format!("central-ks-{}.yaml", env.namespace()));
+    std::fs::write(&file, manifest)?;
+    let applied = env.kubectl(&["apply", "-f", &file.to_string_lossy()]).await;
+    let _ = std::fs::remove_file(&file);
+    applied?
+        .ok()
+        .context("applying the central Kustomization")?;
+    Ok(())
+}
+
+/// Waits until the tenant's default/`name` ConfigMap says `message`.
+async fn config_map_says(tenant: &Client, name: &str, message: &str) -> Result<()> {
+    let api = Api::<ConfigMap>::namespaced(tenant.clone(), "default");
+    poll_until(
+        &format!("default/{name} says {message} in the tenant"),
+        Duration::from_secs(180),
+        || async {
+            let got = api
+                .get_opt(name)
+                .await?
+                .and_then(|c| c.data?.get("message").cloned());
+            Ok(if got.as_deref() == Some(message) {
+                Attempt::Done(())
+            } else {
+                Attempt::NotYet(format!("message {got:?}"))
+            })
+        },
+    )
+    .await
+}
+
+fn central_addon(message: &str) -> Vec<(&'static str, String)> {
+    vec![(
+        "central/configmap.yaml",
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-central-flux\n  namespace: default\ndata:\n  message: {message}\n"
+        ),
+    )]
+}
+
+/// The text under `key` of a Secret.
+fn secret_text(secret: &Secret, key: &str) -> Result<String> {
+    let value = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .with_context(|| format!("the Secret has no key {key}"))?;
+    Ok(String::from_utf8(value.0.clone())?)
+}
+
+fn kubeconfig_of(secret: &Secret) -> Result<String> {
+    secret_text(secret, "value")
+}
+
+/// The token a registration's Secret carries (key `token`).
+fn token_of(secret: &Secret) -> Result<String> {
+    secret_text(secret, "token")
+}
+
+fn bearer_token(secret: &Secret) -> Result<String> {
+    let config: serde_json::Value = serde_json::from_str(&secret_text(secret, "config")?)?;
+    Ok(config["bearerToken"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+#[tokio::test]
+async fn an_agent_delivers_addons_and_registrations_hand_out_scoped_expiring_tokens() -> Result<()>
+{
+    let test = "an_agent_delivers_addons_and_registrations_hand_out_scoped_expiring_tokens";
+    install_crds().await?;
+    let env = TestEnv::new("tcp-gitops").await?;
+    if !env.config.local_seed {
+        return hostplane_e2e::skip(
+            test,
+            "needs the local seed's git server (e2e/seed/seed git-repo); on kind, follow \
+             docs/gitops.md with a Git server of your own",
+        );
+    }
+    let seed = hostplane_e2e::client().await?;
+    // Argo CD's namespace: registrations may write outside the TCP's namespace.
+    let argo_ns = TestNamespace::create(&seed, "tcp-gitops-argocd").await?;
+    let repo = Repo::create(env.namespace()).await?;
+    let first = repo.commit("addon v1", &addon("hello-1")).await?;
+
+    let spec = format!(
+        "  gitops:\n    agent:\n      source:\n        git:\n          url: {}\n      path: ./addons\n      interval: 10s\n    registrations:\n    - name: argo\n      agent: ArgoCD\n      namespace: {}\n      role: view\n    - name: central\n      agent: Flux\n      role: edit\n      tokenTTL: 10m\n",
+        repo.url,
+        argo_ns.name()
+    );
+    let tcp = Tcp::apply_with(&env, "g1", &spec).await?;
+    // A second tenant, to show that g1's tokens are worth nothing there.
+    let other = Tcp::apply(&env, "g2").await?;
+    tcp.wait_ready().await?;
+    other.wait_ready().await?;
+    let admin = tenant_client(&tcp.kubeconfig().await?).await?;
+
+    // 1. The hosted agent delivers the addon, and the status says which revision.
+    let took = greeting_becomes(&admin, "hello-1").await?;
+    eprintln!("gitops: first delivery {took:?} after Ready");
+    let message = delivered_until(&tcp, "AddonsDelivered True", |s, _, _| s == "True").await?;
+    ensure!(
+        message.contains(&first),
+        "AddonsDelivered does not name the revision {first}: {message}"
+    );
+    let revision = env
+        .kubectl(&[
+            "get",
+            "tcp/g1",
+            "-o",
+            "jsonpath={.status.gitops.agent.lastAppliedRevision}",
+        ])
+        .await?
+        .ok()?
+        .stdout;
+    ensure!(
+        revision.contains(&first),
+        "status.gitops.agent.lastAppliedRevision {revision:?} is not {first}"
+    );
+    // Flux's own objects are inside the tenant, as its users see them (`kubectl get
+    // kustomizations -A`).
+    let kind = kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+        "kustomize.toolkit.fluxcd.io",
+        "v1",
+        "Kustomization",
+    ));
+    let kustomizations = Api::<kube::core::DynamicObject>::all_with(admin.clone(), &kind)
+        .list(&ListParams::default())
+        .await
+        .context("listing Kustomizations in the tenant")?;
+    ensure!(
+        kustomizations
+            .items
+            .iter()
+            .any(|k| k.metadata.name.as_deref() == Some("hostplane")),
+        "no Kustomization flux-system/hostplane in the tenant"
+    );
+
+    // 2. A commit that changes the addon reaches the tenant.
+    let pushed = Instant::now();
+    let second = repo.commit("addon v2", &addon("hello-2")).await?;
+    greeting_becomes(&admin, "hello-2").await?;
+    eprintln!(
+        "gitops: commit {second} reached the tenant in {:?}",
+        pushed.elapsed()
+    );
+
+    // 3. A broken addon surfaces with Flux's message, and a fix clears it.
+    repo.commit(
+        "broken",
+        &[(
+            "addons/broken.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: broken\n  namespace: addon-demo\ndata: [this is not a map]\n".to_owned(),
+        )],
+    )
+    .await?;
+    let message = delivered_until(
+        &tcp,
+        "AddonsDelivered False with Flux's message",
+        |s, _, m| s == "False" && m.contains("broken"),
+    )
+    .await?;
+    eprintln!("gitops: a broken addon says: {message}");
+    std::fs::remove_file(repo.work.join("addons/broken.yaml"))?;
+    repo.commit("fixed", &addon("hello-3")).await?;
+    greeting_becomes(&admin, "hello-3").await?;
+    delivered_until(&tcp, "AddonsDelivered True again", |s, _, _| s == "True").await?;
+
+    // The agent's own token replaced (its ServiceAccount deleted and made again, as a rotation
+    // does without the wait): the operator writes the new token, the kubelet updates the mounted
+    // file, Flux's client re-reads it, and delivery goes on without a restart.
+    let agent_token = secret_opt(&seed, env.namespace(), "g1-gitops-agent-token")
+        .await?
+        .context("the agent's token Secret is missing")?;
+    let before = token_of(&agent_token)?;
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(admin.clone(), "flux-system")
+        .delete("hostplane-agent", &Default::default())
+        .await
+        .context("deleting the agent's ServiceAccount")?;
+    tcp.touch("agent-token").await?;
+    poll_until("a new agent token", Duration::from_secs(120), || async {
+        let s = secret_opt(&seed, env.namespace(), "g1-gitops-agent-token").await?;
+        Ok(match s {
+            Some(s) if token_of(&s)? != before => Attempt::Done(()),
+            _ => Attempt::NotYet("same token".into()),
+        })
+    })
+    .await?;
+    let replaced = Instant::now();
+    repo.commit("after the agent's new token", &addon("hello-4")).await?;
+    greeting_becomes(&admin, "hello-4").await?;
+    eprintln!(
+        "gitops: the agent delivered again {:?} after its token was replaced",
+        replaced.elapsed()
+    );
+    let restarts = env
+        .kubectl(&[
+            "get",
+            "pods",
+            "-l",
+            "app.kubernetes.io/component in (gitops-source,gitops-kustomize)",
+            "-o",
+            "jsonpath={.items[*].status.containerStatuses[*].restartCount}",
+        ])
+        .await?
+        .ok()?
+        .stdout;
+    eprintln!("gitops: agent container restarts: {restarts}");
+
+    // 4. Argo CD's cluster Secret reaches the tenant with the `view` role only.
+    let argo_name = "g1-argo";
+    let argo = poll_until(
+        "the Argo CD cluster Secret",
+        Duration::from_secs(60),
+        || async {
+            Ok(match secret_opt(&seed, argo_ns.name(), argo_name).await? {
+                Some(s) => Attempt::Done(s),
+                None => Attempt::NotYet("absent".into()),
+            })
+        },
+    )
+    .await?;
+    let labels = argo.metadata.labels.clone().unwrap_or_default();
+    ensure!(
+        labels
+            .get("argocd.argoproj.io/secret-type")
+            .map(String::as_str)
+            == Some("cluster"),
+        "the Argo CD Secret lacks label argocd.argoproj.io/secret-type=cluster: {labels:?}"
+    );
+    let as_argo = argo_client(&argo).await?;
+    ensure!(
+        list_namespaces_status(&as_argo).await == 200,
+        "Argo CD's token cannot list namespaces in the tenant (role view)"
+    );
+    let write = Api::<ConfigMap>::namespaced(as_argo.clone(), "default")
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "argo-write"}}))?,
+        )
+        .await;
+    ensure!(
+        matches!(&write, Err(kube::Error::Api(s)) if s.code == 403),
+        "Argo CD's view token could write in the tenant: {write:?}"
+    );
+    let status = env
+        .kubectl(&[
+            "get",
+            "tcp/g1",
+            "-o",
+            "jsonpath={range .status.gitops.registrations[*]}{.name}={.expiresAt},{.renewAt};{end}",
+        ])
+        .await?
+        .ok()?
+        .stdout;
+    ensure!(
+        status.contains("argo=") && status.contains("central="),
+        "status.gitops.registrations does not list both registrations: {status}"
+    );
+
+    // A token is kept until it is due: passes over the tenant do not mint new ones.
+    let kept = bearer_token(&argo)?;
+    tcp.touch("again").await?;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let now = secret_opt(&seed, argo_ns.name(), argo_name)
+        .await?
+        .context("the Argo CD Secret is gone")?;
+    ensure!(
+        bearer_token(&now)? == kept,
+        "a reconcile replaced a token that was not due"
+    );
+
+    // 5. Tenant g1's token is refused by tenant g2 (same seed, its own CA and keys).
+    let other_kubeconfig = other.kubeconfig().await?;
+    let other_config = kube::config::Kubeconfig::from_yaml(&other_kubeconfig)?;
+    let other_cluster = other_config
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.clone())
+        .context("g2's kubeconfig has no cluster")?;
+    let other_server = other_cluster
+        .server
+        .context("g2's kubeconfig has no server")?;
+    let other_ca = other_cluster
+        .certificate_authority_data
+        .context("g2's kubeconfig has no CA")?;
+    let foreign = token_client(&other_server, &other_ca, &bearer_token(&argo)?).await?;
+    let code = list_namespaces_status(&foreign).await;
+    ensure!(
+        code == 401,
+        "tenant g2 answered {code} to tenant g1's token, want 401"
+    );
+
+    // 6. Deleting the ServiceAccount revokes the token at once; the operator mints a new one for
+    // a new ServiceAccount, and the agent's Secret carries it.
+    let old_token = bearer_token(&argo)?;
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(
+        admin.clone(),
+        "hostplane-registrations",
+    )
+    .delete("argo", &Default::default())
+    .await
+    .context("deleting the registration's ServiceAccount")?;
+    refused_within(&as_argo, "the revoked Argo CD token").await?;
+    tcp.touch("revoked").await?;
+    let renewed = poll_until("a new Argo CD token", Duration::from_secs(120), || async {
+        let s = secret_opt(&seed, argo_ns.name(), argo_name).await?;
+        Ok(match s {
+            Some(s) if bearer_token(&s)? != old_token => Attempt::Done(s),
+            _ => Attempt::NotYet("same token".into()),
+        })
+    })
+    .await?;
+    let as_argo = argo_client(&renewed).await?;
+    ensure!(
+        list_namespaces_status(&as_argo).await == 200,
+        "the re-minted Argo CD token does not work"
+    );
+
+    // 7. The Flux registration (Cluster API format) works with the `edit` role; removing it from
+    // the spec removes its Secret and revokes its token.
+    let central = "g1-central-kubeconfig";
+    let secret = secret_opt(&seed, env.namespace(), central)
+        .await?
+        .with_context(|| format!("Secret {central} was not written"))?;
+    ensure!(
+        secret.type_.as_deref() == Some("cluster.x-k8s.io/secret"),
+        "Secret {central} has type {:?}",
+        secret.type_
+    );
+    let as_central = tenant_client(&kubeconfig_of(&secret)?).await?;
+    Api::<ConfigMap>::namespaced(as_central.clone(), "default")
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "from-central"}}))?,
+        )
+        .await
+        .context("the Flux registration (role edit) cannot create a ConfigMap")?;
+    // A central Flux in the seed applies into the tenant through that Secret
+    // (`kubeConfig.secretRef`), and keeps doing so with the token that replaces the first one.
+    central_flux(&env).await?;
+    repo.commit("central v1", &central_addon("central-1"))
+        .await?;
+    central_kustomization(&env, &repo.url, "./central", central).await?;
+    config_map_says(&admin, "from-central-flux", "central-1").await?;
+    let before = token_of(&secret)?;
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(
+        admin.clone(),
+        "hostplane-registrations",
+    )
+    .delete("central", &Default::default())
+    .await
+    .context("deleting the Flux registration's ServiceAccount")?;
+    refused_within(&as_central, "the first Flux registration token").await?;
+    tcp.touch("rotate-central").await?;
+    poll_until(
+        "a new Flux registration token",
+        Duration::from_secs(120),
+        || async {
+            let s = secret_opt(&seed, env.namespace(), central).await?;
+            Ok(match s {
+                Some(s) if token_of(&s)? != before => Attempt::Done(()),
+                _ => Attempt::NotYet("same token".into()),
+            })
+        },
+    )
+    .await?;
+    repo.commit("central v2", &central_addon("central-2"))
+        .await?;
+    config_map_says(&admin, "from-central-flux", "central-2").await?;
+    let as_central = tenant_client(&kubeconfig_of(
+        &secret_opt(&seed, env.namespace(), central)
+            .await?
+            .context("the Flux registration's Secret is gone")?,
+    )?)
+    .await?;
+
+    patch_spec(
+        &env,
+        "g1",
+        r#"{"gitops":{"registrations":[{"name":"argo","agent":"ArgoCD","namespace":"ARGO","role":"view"}]}}"#
+            .replace("ARGO", argo_ns.name())
+            .as_str(),
+    )
+    .await?;
+    poll_until(
+        "the removed registration's Secret is gone",
+        Duration::from_secs(120),
+        || async {
+            Ok(match secret_opt(&seed, env.namespace(), central).await? {
+                None => Attempt::Done(()),
+                Some(_) => Attempt::NotYet("still there".into()),
+            })
+        },
+    )
+    .await?;
+    refused_within(&as_central, "the removed registration's token").await?;
+
+    // 8. The agent switched off: its workloads leave the seed, its condition the status.
+    patch_spec(&env, "g1", r#"{"gitops":{"agent":null}}"#).await?;
+    poll_until("the agent is gone", Duration::from_secs(120), || async {
+        let left = env
+            .kubectl(&["get", "deployments,services,secrets", "-o", "name"])
+            .await?
+            .ok()?
+            .stdout;
+        let (status, _, _) = condition(&tcp, "AddonsDelivered").await?;
+        Ok(if !left.contains("gitops") && status.is_empty() {
+            Attempt::Done(())
+        } else {
+            Attempt::NotYet(format!("AddonsDelivered {status:?}; objects: {left}"))
+        })
+    })
+    .await?;
+
+    // 9. Deleting the TCP removes what it wrote in Argo CD's namespace too.
+    for name in ["g1", "g2"] {
+        env.kubectl(&[
+            "annotate",
+            &format!("tcp/{name}"),
+            "hostplane.dev/confirm-deletion=true",
+        ])
+        .await?
+        .ok()?;
+    }
+    env.kubectl(&["delete", "tcp", "g1", "g2", "--wait=true", "--timeout=50s"])
+        .await?
+        .ok()?;
+    poll_until(
+        "the Argo CD Secret of the deleted TCP is gone",
+        Duration::from_secs(200),
+        || async {
+            Ok(match secret_opt(&seed, argo_ns.name(), argo_name).await? {
+                None => Attempt::Done(()),
+                Some(_) => Attempt::NotYet("still there".into()),
+            })
+        },
+    )
+    .await?;
+    Ok(())
+}
