@@ -420,6 +420,22 @@ fn central_addon(message: &str) -> Vec<(&'static str, String)> {
     )]
 }
 
+/// Waits (2 minutes) until Secret `namespace/name` carries a token other than `old` (key `token`,
+/// which every Secret of an agent or registration has); returns it.
+async fn new_token(seed: &Client, namespace: &str, name: &str, old: &str) -> Result<Secret> {
+    poll_until(
+        &format!("a new token in Secret {namespace}/{name}"),
+        Duration::from_secs(120),
+        || async {
+            Ok(match secret_opt(seed, namespace, name).await? {
+                Some(s) if token_of(&s)? != old => Attempt::Done(s),
+                _ => Attempt::NotYet("the same token".into()),
+            })
+        },
+    )
+    .await
+}
+
 /// The text under `key` of a Secret.
 fn secret_text(secret: &Secret, key: &str) -> Result<String> {
     let value = secret
@@ -561,16 +577,10 @@ async fn an_agent_delivers_addons_and_registrations_hand_out_scoped_expiring_tok
         .await
         .context("deleting the agent's ServiceAccount")?;
     tcp.touch("agent-token").await?;
-    poll_until("a new agent token", Duration::from_secs(120), || async {
-        let s = secret_opt(&seed, env.namespace(), "g1-gitops-agent-token").await?;
-        Ok(match s {
-            Some(s) if token_of(&s)? != before => Attempt::Done(()),
-            _ => Attempt::NotYet("same token".into()),
-        })
-    })
-    .await?;
+    new_token(&seed, env.namespace(), "g1-gitops-agent-token", &before).await?;
     let replaced = Instant::now();
-    repo.commit("after the agent's new token", &addon("hello-4")).await?;
+    repo.commit("after the agent's new token", &addon("hello-4"))
+        .await?;
     greeting_becomes(&admin, "hello-4").await?;
     eprintln!(
         "gitops: the agent delivered again {:?} after its token was replaced",
@@ -686,14 +696,7 @@ async fn an_agent_delivers_addons_and_registrations_hand_out_scoped_expiring_tok
     .context("deleting the registration's ServiceAccount")?;
     refused_within(&as_argo, "the revoked Argo CD token").await?;
     tcp.touch("revoked").await?;
-    let renewed = poll_until("a new Argo CD token", Duration::from_secs(120), || async {
-        let s = secret_opt(&seed, argo_ns.name(), argo_name).await?;
-        Ok(match s {
-            Some(s) if bearer_token(&s)? != old_token => Attempt::Done(s),
-            _ => Attempt::NotYet("same token".into()),
-        })
-    })
-    .await?;
+    let renewed = new_token(&seed, argo_ns.name(), argo_name, &old_token).await?;
     let as_argo = argo_client(&renewed).await?;
     ensure!(
         list_namespaces_status(&as_argo).await == 200,
@@ -736,18 +739,7 @@ async fn an_agent_delivers_addons_and_registrations_hand_out_scoped_expiring_tok
     .context("deleting the Flux registration's ServiceAccount")?;
     refused_within(&as_central, "the first Flux registration token").await?;
     tcp.touch("rotate-central").await?;
-    poll_until(
-        "a new Flux registration token",
-        Duration::from_secs(120),
-        || async {
-            let s = secret_opt(&seed, env.namespace(), central).await?;
-            Ok(match s {
-                Some(s) if token_of(&s)? != before => Attempt::Done(()),
-                _ => Attempt::NotYet("same token".into()),
-            })
-        },
-    )
-    .await?;
+    new_token(&seed, env.namespace(), central, &before).await?;
     repo.commit("central v2", &central_addon("central-2"))
         .await?;
     config_map_says(&admin, "from-central-flux", "central-2").await?;

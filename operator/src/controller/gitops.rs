@@ -399,11 +399,12 @@ fn api_for(inside: &Client, object: &serde_json::Value) -> Option<(Api<DynamicOb
     ))
 }
 
-/// Server-side apply of a Flux object inside the tenant.
-async fn apply_flux(inside: &Client, object: &serde_json::Value) -> Result<(), FluxApply> {
-    let (api, name) = api_for(inside, object).ok_or_else(|| {
-        FluxApply::Failed(Error::Conflict("a Flux object without kind or name".into()))
-    })?;
+/// Server-side apply of an object of a CRD (JSON) through `client`: `Ok(false)` when the CRD is
+/// not installed there.
+async fn apply_dynamic(client: &Client, object: &serde_json::Value) -> Result<bool, kube::Error> {
+    let Some((api, name)) = api_for(client, object) else {
+        return Ok(true); // built in this module with kind, namespace and name: never happens
+    };
     match api
         .patch(
             &name,
@@ -412,10 +413,19 @@ async fn apply_flux(inside: &Client, object: &serde_json::Value) -> Result<(), F
         )
         .await
     {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Err(FluxApply::NotInstalled),
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Server-side apply of a Flux object inside the tenant.
+async fn apply_flux(inside: &Client, object: &serde_json::Value) -> Result<(), FluxApply> {
+    match apply_dynamic(inside, object).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(FluxApply::NotInstalled),
         Err(e) => Err(FluxApply::Failed(Error::Tenant(format!(
-            "applying Flux's {} {name}: {e}",
+            "applying Flux's {}: {e}",
             object["kind"].as_str().unwrap_or_default()
         )))),
     }
@@ -613,20 +623,9 @@ async fn apply_secret_if_changed(
 
 /// Server-side apply of a seed object of a CRD that may not be installed: false when it is not.
 async fn apply_seed_dynamic(seed: &Client, object: &serde_json::Value) -> Result<bool, Error> {
-    let (api, name) = api_for(seed, object)
-        .ok_or_else(|| Error::Conflict("an object without kind or name".into()))?;
-    match api
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(object),
-        )
+    apply_dynamic(seed, object)
         .await
-    {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
-        Err(e) => Err(seed_error("applying a SveltosCluster")(e)),
-    }
+        .map_err(seed_error("applying a SveltosCluster"))
 }
 
 /// What registrations no longer in the spec left: their Secrets and SveltosClusters in the seed
