@@ -22,6 +22,8 @@ coredns_bin_dir() { echo "$HP_CACHE/coredns/v$COREDNS_VERSION/bin"; }
 helm_bin_dir() { echo "$HP_CACHE/helm/v$HELM_VERSION/bin"; }
 # flux_dir -> folder with source-controller, kustomize-controller and crds/ (their CRDs).
 flux_dir() { echo "$HP_CACHE/flux/v$FLUX_VERSION"; }
+# sveltos_crd -> the SveltosCluster CRD of libsveltos, as published in its Go module.
+sveltos_crd() { echo "$HP_CACHE/sveltos/v$LIBSVELTOS_VERSION/lib.projectsveltos.io_sveltosclusters.yaml"; }
 
 # operator_leader: the name of the operator pod that holds its Lease, waiting up to 60 s (a fresh
 # install hands the Lease over within its 15 s term). Fails when none does.

@@ -260,29 +260,22 @@ async fn refused_within(client: &Client, what: &str) -> Result<()> {
 /// watching only it, with Flux's CRDs installed in the seed.
 async fn central_flux(env: &TestEnv) -> Result<()> {
     let version = hostplane_e2e::pinned("FLUX_VERSION").context("FLUX_VERSION in versions.env")?;
-    let cache = std::env::var("HOSTPLANE_CACHE").unwrap_or_else(|_| "/var/cache/hostplane".into());
-    let crds = format!("{cache}/flux/v{version}/crds");
-    hostplane_e2e::kubectl(&["apply", "--server-side", "--force-conflicts", "-f", &crds])
-        .await?
-        .ok()
-        .with_context(|| format!("installing Flux's CRDs from {crds} (e2e/seed/build-binaries)"))?;
-    hostplane_e2e::kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/gitrepositories.source.toolkit.fluxcd.io",
-        "crd/kustomizations.kustomize.toolkit.fluxcd.io",
-        "--timeout=60s",
-    ])
-    .await?
-    .ok()?;
+    install_crds_from(
+        &format!("flux/v{version}/crds"),
+        &[
+            "gitrepositories.source.toolkit.fluxcd.io",
+            "kustomizations.kustomize.toolkit.fluxcd.io",
+        ],
+    )
+    .await?;
     let ns = env.namespace();
     let image = format!("ghcr.io/hostplane/flux-agent:v{version}");
     let pull = &env.config.image_pull_policy;
-    let security = r#"securityContext: {runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, seccompProfile: {type: RuntimeDefault}}"#;
-    let container_security = r#"securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}"#;
+    let security = r"securityContext: {runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, seccompProfile: {type: RuntimeDefault}}";
+    let container_security = r"securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}";
     let deployment = |name: &str, binary: &str, args: &str| {
         format!(
-            r#"---
+            r"---
 apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: {name}}}
@@ -305,7 +298,7 @@ spec:
         {container_security}
         volumeMounts: [{{name: tmp, mountPath: /tmp}}, {{name: data, mountPath: /data}}]
       volumes: [{{name: tmp, emptyDir: {{}}}}, {{name: data, emptyDir: {{}}}}]
-"#
+"
         )
     };
     let manifest = format!(
@@ -420,6 +413,136 @@ fn central_addon(message: &str) -> Vec<(&'static str, String)> {
     )]
 }
 
+/// Sveltos (its CRD installed in the seed): a SveltosCluster naming its kubeconfig Secret and key,
+/// and that kubeconfig reaches the tenant with `view`.
+async fn sveltos_registration(g: &Gitops<'_>) -> Result<()> {
+    let (env, seed) = (g.env, &g.seed);
+    let sveltos = sveltos_cluster_api(seed, env.namespace());
+    let cluster = sveltos
+        .get("g1-fleet")
+        .await
+        .context("SveltosCluster g1-fleet was not written")?;
+    let spec = &cluster.data["spec"];
+    ensure!(
+        spec["kubeconfigName"] == "g1-fleet-sveltos-kubeconfig"
+            && spec["kubeconfigKeyName"] == "kubeconfig",
+        "SveltosCluster g1-fleet does not name its kubeconfig Secret and key: {spec}"
+    );
+    let fleet = secret_opt(seed, env.namespace(), "g1-fleet-sveltos-kubeconfig")
+        .await?
+        .context("Secret g1-fleet-sveltos-kubeconfig was not written")?;
+    let as_sveltos = tenant_client(&secret_text(&fleet, "kubeconfig")?).await?;
+    ensure!(
+        list_namespaces_status(&as_sveltos).await == 200,
+        "the Sveltos kubeconfig cannot list namespaces in the tenant (role view)"
+    );
+
+    Ok(())
+}
+
+/// A registration whose Secret's name is taken writes nothing, overwrites nothing, and says so.
+async fn a_taken_name_is_left_alone(g: &Gitops<'_>) -> Result<()> {
+    let (env, seed, argo_ns, tcp) = (g.env, &g.seed, g.argo_ns, g.tcp);
+    // A registration whose Secret's name is taken (here by the tenant's own service-account key,
+    // `g1-sa`) writes nothing, overwrites nothing, and says so; the other registration carries on.
+    let key_before = secret_opt(seed, env.namespace(), "g1-sa")
+        .await?
+        .context("the tenant's Secret g1-sa is missing")?;
+    patch_spec(
+        env,
+        "g1",
+        r#"{"gitops":{"registrations":[{"name":"argo","agent":"ArgoCD","namespace":"ARGO","role":"view"},{"name":"sa","agent":"ArgoCD","role":"view"}]}}"#
+            .replace("ARGO", argo_ns.name())
+            .as_str(),
+    )
+    .await?;
+    let message = poll_until(
+        "RegistrationsReady False NameTaken",
+        Duration::from_secs(120),
+        || async {
+            let (status, reason, message) = condition(tcp, "RegistrationsReady").await?;
+            Ok(if status == "False" && reason == "NameTaken" {
+                Attempt::Done(message)
+            } else {
+                Attempt::NotYet(format!("RegistrationsReady {status} {reason}: {message}"))
+            })
+        },
+    )
+    .await?;
+    ensure!(
+        message.contains("g1-sa"),
+        "the NameTaken message does not name the Secret: {message}"
+    );
+    let key_after = secret_opt(seed, env.namespace(), "g1-sa")
+        .await?
+        .context("the tenant's Secret g1-sa is gone")?;
+    ensure!(
+        key_after.metadata.resource_version == key_before.metadata.resource_version,
+        "a registration wrote over the tenant's service-account key Secret"
+    );
+    ensure!(
+        secret_opt(seed, argo_ns.name(), ARGO_SECRET)
+            .await?
+            .is_some(),
+        "the Argo CD registration went away beside the refused one"
+    );
+    patch_spec(
+        env,
+        "g1",
+        r#"{"gitops":{"registrations":[{"name":"argo","agent":"ArgoCD","namespace":"ARGO","role":"view"}]}}"#
+            .replace("ARGO", argo_ns.name())
+            .as_str(),
+    )
+    .await?;
+
+    Ok(())
+}
+
+/// Deletes a ServiceAccount inside the tenant (which revokes its tokens).
+async fn delete_service_account(admin: &Client, namespace: &str, name: &str) -> Result<()> {
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(admin.clone(), namespace)
+        .delete(name, &kube::api::DeleteParams::default())
+        .await
+        .with_context(|| format!("deleting ServiceAccount {namespace}/{name} in the tenant"))?;
+    Ok(())
+}
+
+/// Installs libsveltos' SveltosCluster CRD in the seed (fetched by e2e/seed/build-binaries from
+/// its Go module): registrations for Sveltos are written only where it exists.
+async fn install_sveltos_crd() -> Result<()> {
+    let version = hostplane_e2e::pinned("LIBSVELTOS_VERSION").context("LIBSVELTOS_VERSION")?;
+    install_crds_from(
+        &format!("sveltos/v{version}/lib.projectsveltos.io_sveltosclusters.yaml"),
+        &["sveltosclusters.lib.projectsveltos.io"],
+    )
+    .await
+}
+
+/// Applies the CRDs at `path` (a file or folder under the seed tooling's cache, which
+/// e2e/seed/build-binaries fills) to the seed and waits until `names` are established.
+async fn install_crds_from(path: &str, names: &[&str]) -> Result<()> {
+    let cache = std::env::var("HOSTPLANE_CACHE").unwrap_or_else(|_| "/var/cache/hostplane".into());
+    let path = format!("{cache}/{path}");
+    hostplane_e2e::kubectl(&["apply", "--server-side", "--force-conflicts", "-f", &path])
+        .await?
+        .ok()
+        .with_context(|| format!("installing the CRDs of {path} (e2e/seed/build-binaries)"))?;
+    let crds: Vec<String> = names.iter().map(|n| format!("crd/{n}")).collect();
+    let mut args = vec!["wait", "--for=condition=Established", "--timeout=60s"];
+    args.extend(crds.iter().map(String::as_str));
+    hostplane_e2e::kubectl(&args).await?.ok()?;
+    Ok(())
+}
+
+fn sveltos_cluster_api(seed: &Client, namespace: &str) -> Api<kube::core::DynamicObject> {
+    let kind = kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+        "lib.projectsveltos.io",
+        "v1beta1",
+        "SveltosCluster",
+    ));
+    Api::namespaced_with(seed.clone(), namespace, &kind)
+}
+
 /// Waits (2 minutes) until Secret `namespace/name` carries a token other than `old` (key `token`,
 /// which every Secret of an agent or registration has); returns it.
 async fn new_token(seed: &Client, namespace: &str, name: &str, old: &str) -> Result<Secret> {
@@ -479,11 +602,12 @@ async fn an_agent_delivers_addons_and_registrations_hand_out_scoped_expiring_tok
     let seed = hostplane_e2e::client().await?;
     // Argo CD's namespace: registrations may write outside the TCP's namespace.
     let argo_ns = TestNamespace::create(&seed, "tcp-gitops-argocd").await?;
+    install_sveltos_crd().await?;
     let repo = Repo::create(env.namespace()).await?;
     let first = repo.commit("addon v1", &addon("hello-1")).await?;
 
     let spec = format!(
-        "  gitops:\n    agent:\n      source:\n        git:\n          url: {}\n      path: ./addons\n      interval: 10s\n    registrations:\n    - name: argo\n      agent: ArgoCD\n      namespace: {}\n      role: view\n    - name: central\n      agent: Flux\n      role: edit\n      tokenTTL: 10m\n",
+        "  gitops:\n    agent:\n      source:\n        git:\n          url: {}\n      path: ./addons\n      interval: 10s\n    registrations:\n    - name: argo\n      agent: ArgoCD\n      namespace: {}\n      role: view\n    - name: central\n      agent: Flux\n      role: edit\n      tokenTTL: 10m\n    - name: fleet\n      agent: Sveltos\n      role: view\n",
         repo.url,
         argo_ns.name()
     );
@@ -494,12 +618,92 @@ async fn an_agent_delivers_addons_and_registrations_hand_out_scoped_expiring_tok
     other.wait_ready().await?;
     let admin = tenant_client(&tcp.kubeconfig().await?).await?;
 
+    let g = Gitops {
+        env: &env,
+        seed,
+        argo_ns: &argo_ns,
+        repo: &repo,
+        tcp: &tcp,
+        admin,
+    };
+    deliveries(&g, &first).await?;
+    argo_cd_and_sveltos(&g, &other).await?;
+    flux_registration_and_names(&g).await?;
+    let Gitops {
+        env,
+        seed,
+        argo_ns,
+        tcp,
+        ..
+    } = g;
+    // 8. The agent switched off: its workloads leave the seed, its condition the status.
+    patch_spec(env, "g1", r#"{"gitops":{"agent":null}}"#).await?;
+    poll_until("the agent is gone", Duration::from_secs(120), || async {
+        let left = env
+            .kubectl(&["get", "deployments,services,secrets", "-o", "name"])
+            .await?
+            .ok()?
+            .stdout;
+        let (status, _, _) = condition(tcp, "AddonsDelivered").await?;
+        Ok(if !left.contains("gitops") && status.is_empty() {
+            Attempt::Done(())
+        } else {
+            Attempt::NotYet(format!("AddonsDelivered {status:?}; objects: {left}"))
+        })
+    })
+    .await?;
+
+    // 9. Deleting the TCP removes what it wrote in Argo CD's namespace too.
+    for name in ["g1", "g2"] {
+        env.kubectl(&[
+            "annotate",
+            &format!("tcp/{name}"),
+            "hostplane.dev/confirm-deletion=true",
+        ])
+        .await?
+        .ok()?;
+    }
+    env.kubectl(&["delete", "tcp", "g1", "g2", "--wait=true", "--timeout=50s"])
+        .await?
+        .ok()?;
+    poll_until(
+        "the Argo CD Secret of the deleted TCP is gone",
+        Duration::from_secs(200),
+        || async {
+            Ok(
+                match secret_opt(&seed, argo_ns.name(), ARGO_SECRET).await? {
+                    None => Attempt::Done(()),
+                    Some(_) => Attempt::NotYet("still there".into()),
+                },
+            )
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// What the phases of the GitOps test share.
+struct Gitops<'a> {
+    env: &'a TestEnv,
+    seed: Client,
+    argo_ns: &'a TestNamespace,
+    repo: &'a Repo,
+    tcp: &'a Tcp<'a>,
+    admin: Client,
+}
+
+/// The name of the Argo CD registration's Secret (tcp g1, registration argo).
+const ARGO_SECRET: &str = "g1-argo";
+
+/// Steps 1-3: the hosted agent delivers, follows a commit, reports a broken addon, survives a new token.
+async fn deliveries(g: &Gitops<'_>, first: &str) -> Result<()> {
+    let (env, seed, repo, tcp, admin) = (g.env, &g.seed, g.repo, g.tcp, &g.admin);
     // 1. The hosted agent delivers the addon, and the status says which revision.
-    let took = greeting_becomes(&admin, "hello-1").await?;
+    let took = greeting_becomes(admin, "hello-1").await?;
     eprintln!("gitops: first delivery {took:?} after Ready");
-    let message = delivered_until(&tcp, "AddonsDelivered True", |s, _, _| s == "True").await?;
+    let message = delivered_until(tcp, "AddonsDelivered True", |s, _, _| s == "True").await?;
     ensure!(
-        message.contains(&first),
+        message.contains(first),
         "AddonsDelivered does not name the revision {first}: {message}"
     );
     let revision = env
@@ -513,7 +717,7 @@ async fn an_agent_delivers_addons_and_registrations_hand_out_scoped_expiring_tok
         .ok()?
         .stdout;
     ensure!(
-        revision.contains(&first),
+        revision.contains(first),
         "status.gitops.agent.lastAppliedRevision {revision:?} is not {first}"
     );
     // Flux's own objects are inside the tenant, as its users see them (`kubectl get
@@ -538,7 +742,7 @@ async fn an_agent_delivers_addons_and_registrations_hand_out_scoped_expiring_tok
     // 2. A commit that changes the addon reaches the tenant.
     let pushed = Instant::now();
     let second = repo.commit("addon v2", &addon("hello-2")).await?;
-    greeting_becomes(&admin, "hello-2").await?;
+    greeting_becomes(admin, "hello-2").await?;
     eprintln!(
         "gitops: commit {second} reached the tenant in {:?}",
         pushed.elapsed()
@@ -554,7 +758,7 @@ async fn an_agent_delivers_addons_and_registrations_hand_out_scoped_expiring_tok
     )
     .await?;
     let message = delivered_until(
-        &tcp,
+        tcp,
         "AddonsDelivered False with Flux's message",
         |s, _, m| s == "False" && m.contains("broken"),
     )
@@ -562,26 +766,23 @@ async fn an_agent_delivers_addons_and_registrations_hand_out_scoped_expiring_tok
     eprintln!("gitops: a broken addon says: {message}");
     std::fs::remove_file(repo.work.join("addons/broken.yaml"))?;
     repo.commit("fixed", &addon("hello-3")).await?;
-    greeting_becomes(&admin, "hello-3").await?;
-    delivered_until(&tcp, "AddonsDelivered True again", |s, _, _| s == "True").await?;
+    greeting_becomes(admin, "hello-3").await?;
+    delivered_until(tcp, "AddonsDelivered True again", |s, _, _| s == "True").await?;
 
     // The agent's own token replaced (its ServiceAccount deleted and made again, as a rotation
     // does without the wait): the operator writes the new token, the kubelet updates the mounted
     // file, Flux's client re-reads it, and delivery goes on without a restart.
-    let agent_token = secret_opt(&seed, env.namespace(), "g1-gitops-agent-token")
+    let agent_token = secret_opt(seed, env.namespace(), "g1-gitops-agent-token")
         .await?
         .context("the agent's token Secret is missing")?;
     let before = token_of(&agent_token)?;
-    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(admin.clone(), "flux-system")
-        .delete("hostplane-agent", &Default::default())
-        .await
-        .context("deleting the agent's ServiceAccount")?;
+    delete_service_account(admin, "flux-system", "hostplane-agent").await?;
     tcp.touch("agent-token").await?;
-    new_token(&seed, env.namespace(), "g1-gitops-agent-token", &before).await?;
+    new_token(seed, env.namespace(), "g1-gitops-agent-token", &before).await?;
     let replaced = Instant::now();
     repo.commit("after the agent's new token", &addon("hello-4"))
         .await?;
-    greeting_becomes(&admin, "hello-4").await?;
+    greeting_becomes(admin, "hello-4").await?;
     eprintln!(
         "gitops: the agent delivered again {:?} after its token was replaced",
         replaced.elapsed()
@@ -600,13 +801,18 @@ async fn an_agent_delivers_addons_and_registrations_hand_out_scoped_expiring_tok
         .stdout;
     eprintln!("gitops: agent container restarts: {restarts}");
 
+    Ok(())
+}
+
+/// Steps 4-6: the Argo CD and Sveltos registrations, cross-tenant refusal, revocation.
+async fn argo_cd_and_sveltos(g: &Gitops<'_>, other: &Tcp<'_>) -> Result<()> {
+    let (env, seed, argo_ns, tcp, admin) = (g.env, &g.seed, g.argo_ns, g.tcp, &g.admin);
     // 4. Argo CD's cluster Secret reaches the tenant with the `view` role only.
-    let argo_name = "g1-argo";
     let argo = poll_until(
         "the Argo CD cluster Secret",
         Duration::from_secs(60),
         || async {
-            Ok(match secret_opt(&seed, argo_ns.name(), argo_name).await? {
+            Ok(match secret_opt(seed, argo_ns.name(), ARGO_SECRET).await? {
                 Some(s) => Attempt::Done(s),
                 None => Attempt::NotYet("absent".into()),
             })
@@ -647,15 +853,17 @@ async fn an_agent_delivers_addons_and_registrations_hand_out_scoped_expiring_tok
         .ok()?
         .stdout;
     ensure!(
-        status.contains("argo=") && status.contains("central="),
-        "status.gitops.registrations does not list both registrations: {status}"
+        status.contains("argo=") && status.contains("central=") && status.contains("fleet="),
+        "status.gitops.registrations does not list the three registrations: {status}"
     );
+
+    sveltos_registration(g).await?;
 
     // A token is kept until it is due: passes over the tenant do not mint new ones.
     let kept = bearer_token(&argo)?;
     tcp.touch("again").await?;
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let now = secret_opt(&seed, argo_ns.name(), argo_name)
+    let now = secret_opt(seed, argo_ns.name(), ARGO_SECRET)
         .await?
         .context("the Argo CD Secret is gone")?;
     ensure!(
@@ -687,26 +895,27 @@ async fn an_agent_delivers_addons_and_registrations_hand_out_scoped_expiring_tok
     // 6. Deleting the ServiceAccount revokes the token at once; the operator mints a new one for
     // a new ServiceAccount, and the agent's Secret carries it.
     let old_token = bearer_token(&argo)?;
-    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(
-        admin.clone(),
-        "hostplane-registrations",
-    )
-    .delete("argo", &Default::default())
-    .await
-    .context("deleting the registration's ServiceAccount")?;
+    delete_service_account(admin, "hostplane-registrations", "argo").await?;
     refused_within(&as_argo, "the revoked Argo CD token").await?;
     tcp.touch("revoked").await?;
-    let renewed = new_token(&seed, argo_ns.name(), argo_name, &old_token).await?;
+    let renewed = new_token(seed, argo_ns.name(), ARGO_SECRET, &old_token).await?;
     let as_argo = argo_client(&renewed).await?;
     ensure!(
         list_namespaces_status(&as_argo).await == 200,
         "the re-minted Argo CD token does not work"
     );
 
+    Ok(())
+}
+
+/// Step 7: a central Flux through the Flux registration, its rotation and removal; a taken name.
+async fn flux_registration_and_names(g: &Gitops<'_>) -> Result<()> {
+    let (env, seed, argo_ns, repo, tcp, admin) =
+        (g.env, &g.seed, g.argo_ns, g.repo, g.tcp, &g.admin);
     // 7. The Flux registration (Cluster API format) works with the `edit` role; removing it from
     // the spec removes its Secret and revokes its token.
     let central = "g1-central-kubeconfig";
-    let secret = secret_opt(&seed, env.namespace(), central)
+    let secret = secret_opt(seed, env.namespace(), central)
         .await?
         .with_context(|| format!("Secret {central} was not written"))?;
     ensure!(
@@ -724,34 +933,33 @@ async fn an_agent_delivers_addons_and_registrations_hand_out_scoped_expiring_tok
         .context("the Flux registration (role edit) cannot create a ConfigMap")?;
     // A central Flux in the seed applies into the tenant through that Secret
     // (`kubeConfig.secretRef`), and keeps doing so with the token that replaces the first one.
-    central_flux(&env).await?;
+    central_flux(env).await?;
     repo.commit("central v1", &central_addon("central-1"))
         .await?;
-    central_kustomization(&env, &repo.url, "./central", central).await?;
-    config_map_says(&admin, "from-central-flux", "central-1").await?;
+    central_kustomization(env, &repo.url, "./central", central).await?;
+    config_map_says(admin, "from-central-flux", "central-1").await?;
     let before = token_of(&secret)?;
-    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(
-        admin.clone(),
-        "hostplane-registrations",
-    )
-    .delete("central", &Default::default())
-    .await
-    .context("deleting the Flux registration's ServiceAccount")?;
+    delete_service_account(admin, "hostplane-registrations", "central").await?;
     refused_within(&as_central, "the first Flux registration token").await?;
     tcp.touch("rotate-central").await?;
-    new_token(&seed, env.namespace(), central, &before).await?;
+    new_token(seed, env.namespace(), central, &before).await?;
     repo.commit("central v2", &central_addon("central-2"))
         .await?;
-    config_map_says(&admin, "from-central-flux", "central-2").await?;
+    config_map_says(admin, "from-central-flux", "central-2").await?;
     let as_central = tenant_client(&kubeconfig_of(
-        &secret_opt(&seed, env.namespace(), central)
+        &secret_opt(seed, env.namespace(), central)
             .await?
             .context("the Flux registration's Secret is gone")?,
     )?)
     .await?;
 
+    let sveltos = sveltos_cluster_api(seed, env.namespace());
+    let fleet = secret_opt(seed, env.namespace(), "g1-fleet-sveltos-kubeconfig")
+        .await?
+        .context("Secret g1-fleet-sveltos-kubeconfig is gone")?;
+    let as_sveltos = tenant_client(&secret_text(&fleet, "kubeconfig")?).await?;
     patch_spec(
-        &env,
+        env,
         "g1",
         r#"{"gitops":{"registrations":[{"name":"argo","agent":"ArgoCD","namespace":"ARGO","role":"view"}]}}"#
             .replace("ARGO", argo_ns.name())
@@ -759,58 +967,29 @@ async fn an_agent_delivers_addons_and_registrations_hand_out_scoped_expiring_tok
     )
     .await?;
     poll_until(
-        "the removed registration's Secret is gone",
+        "the removed registrations' Secrets and SveltosCluster are gone",
         Duration::from_secs(120),
         || async {
-            Ok(match secret_opt(&seed, env.namespace(), central).await? {
-                None => Attempt::Done(()),
-                Some(_) => Attempt::NotYet("still there".into()),
+            let left = [
+                secret_opt(seed, env.namespace(), central).await?.is_some(),
+                secret_opt(seed, env.namespace(), "g1-fleet-sveltos-kubeconfig")
+                    .await?
+                    .is_some(),
+                sveltos.get_opt("g1-fleet").await?.is_some(),
+            ];
+            Ok(if left.iter().any(|l| *l) {
+                Attempt::NotYet(format!(
+                    "still there (Flux Secret, Sveltos Secret, SveltosCluster): {left:?}"
+                ))
+            } else {
+                Attempt::Done(())
             })
         },
     )
     .await?;
+    refused_within(&as_sveltos, "the removed Sveltos registration's token").await?;
     refused_within(&as_central, "the removed registration's token").await?;
 
-    // 8. The agent switched off: its workloads leave the seed, its condition the status.
-    patch_spec(&env, "g1", r#"{"gitops":{"agent":null}}"#).await?;
-    poll_until("the agent is gone", Duration::from_secs(120), || async {
-        let left = env
-            .kubectl(&["get", "deployments,services,secrets", "-o", "name"])
-            .await?
-            .ok()?
-            .stdout;
-        let (status, _, _) = condition(&tcp, "AddonsDelivered").await?;
-        Ok(if !left.contains("gitops") && status.is_empty() {
-            Attempt::Done(())
-        } else {
-            Attempt::NotYet(format!("AddonsDelivered {status:?}; objects: {left}"))
-        })
-    })
-    .await?;
-
-    // 9. Deleting the TCP removes what it wrote in Argo CD's namespace too.
-    for name in ["g1", "g2"] {
-        env.kubectl(&[
-            "annotate",
-            &format!("tcp/{name}"),
-            "hostplane.dev/confirm-deletion=true",
-        ])
-        .await?
-        .ok()?;
-    }
-    env.kubectl(&["delete", "tcp", "g1", "g2", "--wait=true", "--timeout=50s"])
-        .await?
-        .ok()?;
-    poll_until(
-        "the Argo CD Secret of the deleted TCP is gone",
-        Duration::from_secs(200),
-        || async {
-            Ok(match secret_opt(&seed, argo_ns.name(), argo_name).await? {
-                None => Attempt::Done(()),
-                Some(_) => Attempt::NotYet("still there".into()),
-            })
-        },
-    )
-    .await?;
+    a_taken_name_is_left_alone(g).await?;
     Ok(())
 }

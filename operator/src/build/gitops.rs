@@ -426,6 +426,16 @@ pub fn registration_object_name(tenant: &Tenant, registration: &Registration) ->
     }
 }
 
+/// The Secret a registration writes: `<tcp>-<name>-kubeconfig` (Flux, Cluster API), `<tcp>-<name>`
+/// (Argo CD), `<tcp>-<name>-sveltos-kubeconfig` (Sveltos, beside its SveltosCluster `<tcp>-<name>`).
+pub fn registration_secret_name(tenant: &Tenant, registration: &Registration) -> String {
+    let name = registration_object_name(tenant, registration);
+    match registration.agent {
+        RegistrationAgent::Sveltos => format!("{name}-sveltos-kubeconfig"),
+        _ => name,
+    }
+}
+
 /// What a registration writes in the seed.
 #[derive(Clone, Debug)]
 pub struct RegistrationObjects {
@@ -508,7 +518,7 @@ pub fn registration_objects(
             (secret, None)
         }
         RegistrationAgent::Sveltos => {
-            let secret_name = format!("{name}-sveltos-kubeconfig");
+            let secret_name = registration_secret_name(tenant, registration);
             let secret = Secret {
                 metadata: meta(&secret_name, &[]),
                 type_: Some("Opaque".to_owned()),

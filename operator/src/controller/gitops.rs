@@ -7,13 +7,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use hostplane_api::v1alpha1::{
-    AgentSpec, AgentStatus, GitOpsStatus, Registration, RegistrationStatus, TenantControlPlane,
+    AgentSpec, AgentStatus, GitOpsStatus, Registration, RegistrationAgent, RegistrationStatus,
+    TenantControlPlane,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Client, ResourceExt as _};
@@ -39,8 +41,10 @@ pub const REGISTRATIONS_READY: &str = "RegistrationsReady";
 /// The hosted agent's token lifetime (seconds); it is renewed at two-thirds.
 const AGENT_TOKEN_TTL: i64 = 3600;
 /// How often a tenant with an agent is looked at again to follow Flux's delivery: soon while it is
-/// not delivered (a first delivery, a fix on its way), less often once it is (each look is two
-/// GETs inside the tenant: at 1000 tenants, ~33 per second).
+/// not delivered (a first delivery, a fix on its way), less often once it is. Each look is a whole
+/// pass over the tenant (~15 calls, most of them applies that change nothing): at 1000 tenants
+/// with agents, ~250 calls per second at the 60 s period; a pass that only reads Flux's state
+/// would be the next step.
 const DELIVERY_POLL_SECONDS: i64 = 60;
 const UNDELIVERED_POLL_SECONDS: i64 = 10;
 
@@ -87,7 +91,13 @@ pub async fn ensure(seed: &Client, inside: &Client, inputs: &Inputs<'_>) -> GitO
             }
             Err(e) => {
                 warn!(error = %e, "the GitOps agent pass failed");
-                status.agent = old.and_then(|o| o.agent.clone());
+                // Recorded even when it never worked, so that removing it later cleans up.
+                status.agent = Some(AgentStatus {
+                    source: build::describe_source(agent),
+                    last_applied_revision: old
+                        .and_then(|o| o.agent.as_ref())
+                        .and_then(|a| a.last_applied_revision.clone()),
+                });
                 due.push(soon);
                 conditions.push(Observed::new(
                     ADDONS_DELIVERED,
@@ -109,26 +119,15 @@ pub async fn ensure(seed: &Client, inside: &Client, inputs: &Inputs<'_>) -> GitO
     }
     let had_registrations = old.is_some_and(|o| !o.registrations.is_empty());
     if !spec.registrations.is_empty() || had_registrations {
-        match registrations(seed, inside, inputs, &spec.registrations).await {
-            Ok((entries, renew)) => {
-                due.extend(renew);
-                if !entries.is_empty() {
-                    conditions.push(registrations_ready(&entries));
-                }
-                status.registrations = entries;
-            }
-            Err(e) => {
-                warn!(error = %e, "the GitOps registrations pass failed");
-                status.registrations = old.map(|o| o.registrations.clone()).unwrap_or_default();
-                due.push(soon);
-                conditions.push(Observed::new(
-                    REGISTRATIONS_READY,
-                    false,
-                    e.reason(),
-                    e.to_string(),
-                ));
-            }
+        let pass = registrations(seed, inside, inputs, &spec.registrations).await;
+        due.extend(pass.renew);
+        if pass.failed {
+            due.push(soon);
         }
+        if let Some(condition) = pass.condition {
+            conditions.push(condition);
+        }
+        status.registrations = pass.entries;
     }
     let empty = status.agent.is_none() && status.registrations.is_empty();
     GitOpsState {
@@ -138,22 +137,74 @@ pub async fn ensure(seed: &Client, inside: &Client, inputs: &Inputs<'_>) -> GitO
     }
 }
 
-/// Every registration in the spec, then what registrations no longer in it left behind.
+/// What the registrations pass left.
+struct RegistrationsPass {
+    /// One per registration in the spec, written or not (`written` says).
+    entries: Vec<RegistrationStatus>,
+    /// When each written token is due.
+    renew: Vec<OffsetDateTime>,
+    /// `RegistrationsReady`, while the spec has registrations.
+    condition: Option<Observed>,
+    /// Something failed: look again soon.
+    failed: bool,
+}
+
+/// Every registration in the spec, each on its own (one that fails stops no other), then what
+/// registrations no longer in it left behind.
 async fn registrations(
     seed: &Client,
     inside: &Client,
     inputs: &Inputs<'_>,
     wanted: &[Registration],
-) -> Result<(Vec<RegistrationStatus>, Vec<OffsetDateTime>), Error> {
-    let mut entries = Vec::new();
-    let mut renew = Vec::new();
+) -> RegistrationsPass {
+    let mut pass = RegistrationsPass {
+        entries: Vec::new(),
+        renew: Vec::new(),
+        condition: None,
+        failed: false,
+    };
+    let mut problems: Vec<(&'static str, String)> = Vec::new();
     for registration in wanted {
-        let (entry, at) = register(seed, inside, inputs, registration).await?;
-        entries.push(entry);
-        renew.push(at);
+        let (reason, why) = match register(seed, inside, inputs, registration).await {
+            Ok(Ok((entry, at))) => {
+                pass.entries.push(entry);
+                pass.renew.push(at);
+                continue;
+            }
+            Ok(Err(refusal)) => (refusal.reason, refusal.message),
+            Err(e) => (e.reason(), e.to_string()),
+        };
+        warn!(registration = %registration.name, reason, "a GitOps registration was not written");
+        pass.entries.push(RegistrationStatus {
+            name: registration.name.clone(),
+            agent: format!("{:?}", registration.agent),
+            written: format!("nothing: {why}"),
+            service_account: format!("{REGISTRATIONS_NAMESPACE}/{}", registration.name),
+            expires_at: None,
+            renew_at: None,
+        });
+        problems.push((reason, format!("registration {}: {why}", registration.name)));
     }
-    remove_stale_registrations(seed, inside, inputs, wanted).await?;
-    Ok((entries, renew))
+    if let Err(e) = remove_stale_registrations(seed, inside, inputs, wanted).await {
+        warn!(error = %e, "removing GitOps registrations no longer in the spec failed");
+        problems.push((
+            e.reason(),
+            format!("removing registrations no longer in the spec: {e}"),
+        ));
+    }
+    pass.failed = !problems.is_empty();
+    pass.condition = if let Some((reason, _)) = problems.first() {
+        let messages: Vec<&str> = problems.iter().map(|(_, m)| m.as_str()).collect();
+        Some(Observed::new(
+            REGISTRATIONS_READY,
+            false,
+            reason,
+            messages.join("; "),
+        ))
+    } else {
+        (!pass.entries.is_empty()).then(|| registrations_ready(&pass.entries))
+    };
+    pass
 }
 
 /// `RegistrationsReady` after a pass that wrote every registration.
@@ -324,18 +375,18 @@ async fn agent_pass(
     {
         t
     } else {
-        let t = mint(
+        mint(
             inside,
             AGENT_NAMESPACE,
             AGENT_SERVICE_ACCOUNT,
             &sa_uid,
             AGENT_TOKEN_TTL,
         )
-        .await?;
-        let secret = build::agent_secret(tenant, &tenant.in_seed_url(), inputs.ca_pem, &t);
-        apply::apply(seed, &secret).await?;
-        t
+        .await?
     };
+    // Rebuilt every pass (a changed CA or endpoint, a hand-edited Secret), written when it differs.
+    let secret = build::agent_secret(tenant, &tenant.in_seed_url(), inputs.ca_pem, &token);
+    apply_secret_if_changed(seed, &secret, current.as_ref()).await?;
     let workloads = build::agent_workloads(tenant, inputs.agent_image)?;
     apply::apply(seed, &workloads.service).await?;
     apply::apply(seed, &workloads.network_policy).await?;
@@ -346,7 +397,19 @@ async fn agent_pass(
     let condition = match apply_flux(inside, &source).await {
         Ok(()) => {
             match apply_flux(inside, &build::tenant_kustomization(agent)).await {
-                Ok(()) => {}
+                Ok(()) => {
+                    // Only after a switch between git and oci (status still names the old one).
+                    let before = inputs
+                        .tcp
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.gitops.as_ref()?.agent.as_ref())
+                        .map(|a| a.source.split(' ').next().unwrap_or_default().to_owned());
+                    let now = build::describe_source(agent);
+                    if before.is_some_and(|b| !now.starts_with(&format!("{b} "))) {
+                        remove_other_source(inside, agent).await?;
+                    }
+                }
                 Err(FluxApply::NotInstalled) => {
                     return Err(Error::Tenant(
                         "Flux's Kustomization CRD is missing in the tenant".into(),
@@ -428,6 +491,28 @@ async fn apply_flux(inside: &Client, object: &serde_json::Value) -> Result<(), F
             "applying Flux's {}: {e}",
             object["kind"].as_str().unwrap_or_default()
         )))),
+    }
+}
+
+/// The source of the other kind (a GitRepository after a switch to OCI, or the reverse) goes, once
+/// the Kustomization points at the new one.
+async fn remove_other_source(inside: &Client, agent: &AgentSpec) -> Result<(), Error> {
+    let other = if build::source_kind(agent) == "GitRepository" {
+        "OCIRepository"
+    } else {
+        "GitRepository"
+    };
+    let stub = json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": other,
+                      "metadata": {"name": AGENT_OBJECT, "namespace": AGENT_NAMESPACE}});
+    let Some((api, name)) = api_for(inside, &stub) else {
+        return Ok(());
+    };
+    match api.delete(&name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(Error::Tenant(format!(
+            "deleting Flux's {other} {name}: {e}"
+        ))),
     }
 }
 
@@ -525,21 +610,87 @@ where
     }
 }
 
+/// Why a registration is not written, when that is nothing retrying fixes.
+struct Refusal {
+    reason: &'static str,
+    message: String,
+}
+
+/// Whether `current` (an object at the name a registration writes) is that registration's: it
+/// carries the TCP's uid and the registration's name. Anything else is never overwritten.
+fn ours(current: &ObjectMeta, tcp_uid: &str, registration: &str) -> bool {
+    let labels = current.labels.as_ref();
+    labels
+        .and_then(|l| l.get(REGISTRATION_OF))
+        .map(String::as_str)
+        == Some(tcp_uid)
+        && labels.and_then(|l| l.get(REGISTRATION)).map(String::as_str) == Some(registration)
+}
+
+fn name_taken(kind: &str, namespace: &str, name: &str) -> Refusal {
+    Refusal {
+        reason: "NameTaken",
+        message: format!(
+            "{kind} {namespace}/{name} exists and is not this registration's: it is left alone; \
+             rename the registration (or write it to another namespace)"
+        ),
+    }
+}
+
 /// One registration: its ServiceAccount and binding inside the tenant, a token (renewed when
-/// due), and what its agent reads in the seed.
+/// due), and what its agent reads in the seed. Refused, writing nothing, when a name it would
+/// write is someone else's, or Sveltos is not installed.
 async fn register(
     seed: &Client,
     inside: &Client,
     inputs: &Inputs<'_>,
     registration: &Registration,
-) -> Result<(RegistrationStatus, OffsetDateTime), Error> {
+) -> Result<Result<(RegistrationStatus, OffsetDateTime), Refusal>, Error> {
     let tenant = inputs.tenant;
-    let ttl = registration.token_ttl_seconds().ok_or_else(|| {
-        Error::InvalidSpec(format!(
-            "registration {}: tokenTTL {:?} must be 10m to 24h",
-            registration.name, registration.token_ttl
-        ))
-    })?;
+    let tcp_uid = uid(inputs.tcp);
+    let Some(ttl) = registration.token_ttl_seconds() else {
+        return Ok(Err(Refusal {
+            reason: "InvalidSpec",
+            message: format!("tokenTTL {:?} must be 10m to 24h", registration.token_ttl),
+        }));
+    };
+    let namespace = build::registration_namespace(tenant, registration);
+    let secret_name = build::registration_secret_name(tenant, registration);
+    let current = seed_secret(seed, namespace, &secret_name).await?;
+    if let Some(c) = &current
+        && !ours(&c.metadata, &tcp_uid, &registration.name)
+    {
+        return Ok(Err(name_taken("Secret", namespace, &secret_name)));
+    }
+    let cluster_name = build::registration_object_name(tenant, registration);
+    if registration.agent == RegistrationAgent::Sveltos {
+        let clusters = sveltos_clusters(seed, Some(namespace));
+        // A list answers 404 only when the resource itself is unknown (a get's 404 cannot tell
+        // that from a missing object): no SveltosCluster CRD in the seed.
+        match clusters
+            .list_metadata(&ListParams::default().limit(1))
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                return Ok(Err(Refusal {
+                    reason: "SveltosNotInstalled",
+                    message: "the SveltosCluster CRD (lib.projectsveltos.io) is not installed in \
+                              the seed: install Sveltos, or remove this registration"
+                        .to_owned(),
+                }));
+            }
+            Err(e) => return Err(seed_error("listing SveltosClusters")(e)),
+        }
+        if let Some(c) = clusters
+            .get_metadata_opt(&cluster_name)
+            .await
+            .map_err(seed_error("reading a SveltosCluster"))?
+            && !ours(&c.metadata, &tcp_uid, &registration.name)
+        {
+            return Ok(Err(name_taken("SveltosCluster", namespace, &cluster_name)));
+        }
+    }
     let sa_uid = service_account(
         inside,
         REGISTRATIONS_NAMESPACE,
@@ -548,15 +699,6 @@ async fn register(
         &registration.role,
     )
     .await?;
-    let namespace = build::registration_namespace(tenant, registration);
-    let name = build::registration_object_name(tenant, registration);
-    let secret_name = match registration.agent {
-        hostplane_api::v1alpha1::RegistrationAgent::Sveltos => {
-            format!("{name}-sveltos-kubeconfig")
-        }
-        _ => name.clone(),
-    };
-    let current = seed_secret(seed, namespace, &secret_name).await?;
     // A token is kept until it is due; a changed tokenTTL applies from the next one.
     let token = if let Some(t) = current_token(current.as_ref(), &sa_uid, OffsetDateTime::now_utc())
     {
@@ -571,28 +713,24 @@ async fn register(
         )
         .await?
     };
-    let server = tenant.endpoint_url();
     let objects = build::registration_objects(
         tenant,
-        &uid(inputs.tcp),
+        &tcp_uid,
         registration,
-        &server,
+        &tenant.endpoint_url(),
         inputs.ca_pem,
         &token,
     );
+    apply_secret_if_changed(seed, &objects.secret, current.as_ref()).await?;
     let written = if let Some(cluster) = &objects.sveltos_cluster {
-        if apply_seed_dynamic(seed, cluster).await? {
-            apply_secret_if_changed(seed, &objects.secret, current.as_ref()).await?;
-            format!("{namespace}/{name} (SveltosCluster)")
-        } else {
-            "nothing: the SveltosCluster CRD (lib.projectsveltos.io) is not installed in the seed"
-                .to_owned()
-        }
+        apply_dynamic(seed, cluster)
+            .await
+            .map_err(seed_error("applying a SveltosCluster"))?;
+        format!("{namespace}/{cluster_name} (SveltosCluster) and Secret {namespace}/{secret_name}")
     } else {
-        apply_secret_if_changed(seed, &objects.secret, current.as_ref()).await?;
         format!("{namespace}/{secret_name}")
     };
-    Ok((
+    Ok(Ok((
         RegistrationStatus {
             name: registration.name.clone(),
             agent: format!("{:?}", registration.agent),
@@ -602,7 +740,20 @@ async fn register(
             renew_at: Some(token.renew_at.clone()),
         },
         renew_time(&token),
-    ))
+    )))
+}
+
+/// SveltosClusters in `namespace` (all namespaces when None).
+fn sveltos_clusters(seed: &Client, namespace: Option<&str>) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "lib.projectsveltos.io",
+        "v1beta1",
+        "SveltosCluster",
+    ));
+    match namespace {
+        Some(ns) => Api::namespaced_with(seed.clone(), ns, &resource),
+        None => Api::all_with(seed.clone(), &resource),
+    }
 }
 
 fn uid(tcp: &TenantControlPlane) -> String {
@@ -621,13 +772,6 @@ async fn apply_secret_if_changed(
     Ok(())
 }
 
-/// Server-side apply of a seed object of a CRD that may not be installed: false when it is not.
-async fn apply_seed_dynamic(seed: &Client, object: &serde_json::Value) -> Result<bool, Error> {
-    apply_dynamic(seed, object)
-        .await
-        .map_err(seed_error("applying a SveltosCluster"))
-}
-
 /// What registrations no longer in the spec left: their Secrets and SveltosClusters in the seed
 /// (found by the TCP's uid label, in any namespace), their ServiceAccounts and bindings inside the
 /// tenant (deleting the ServiceAccount revokes its tokens at once).
@@ -638,57 +782,59 @@ async fn remove_stale_registrations(
     wanted: &[Registration],
 ) -> Result<(), Error> {
     let tenant = inputs.tenant;
-    let keep: BTreeMap<&str, &Registration> = wanted.iter().map(|r| (r.name.as_str(), r)).collect();
     let selector = format!("{REGISTRATION_OF}={}", uid(inputs.tcp));
     let secrets = Api::<Secret>::all(seed.clone())
         .list_metadata(&ListParams::default().labels(&selector))
         .await
         .map_err(Error::kube("list", "Secret", &selector))?;
+    // Exactly what each registration in the spec writes now; anything else of this TCP's goes
+    // (a registration removed, or one whose agent or namespace changed).
+    let secrets_kept: BTreeSet<(String, String)> = wanted
+        .iter()
+        .map(|r| {
+            let ns = build::registration_namespace(tenant, r).to_owned();
+            (ns, build::registration_secret_name(tenant, r))
+        })
+        .collect();
+    let clusters_kept: BTreeSet<(String, String)> = wanted
+        .iter()
+        .filter(|r| r.agent == RegistrationAgent::Sveltos)
+        .map(|r| {
+            let ns = build::registration_namespace(tenant, r).to_owned();
+            (ns, build::registration_object_name(tenant, r))
+        })
+        .collect();
     for s in secrets.items {
-        let registration = s.labels().get(REGISTRATION).map(String::as_str);
-        let (ns, name) = (s.namespace().unwrap_or_default(), s.name_any());
-        let still = registration.and_then(|r| keep.get(r)).is_some_and(|r| {
-            build::registration_namespace(tenant, r) == ns
-                && name.starts_with(&build::registration_object_name(tenant, r))
-        });
-        if !still {
-            delete_seed::<Secret>(seed, &ns, &name).await?;
+        let at = (s.namespace().unwrap_or_default(), s.name_any());
+        if !secrets_kept.contains(&at) {
+            delete_seed::<Secret>(seed, &at.0, &at.1).await?;
         }
     }
+    match sveltos_clusters(seed, None)
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await
     {
-        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
-            "lib.projectsveltos.io",
-            "v1beta1",
-            "SveltosCluster",
-        ));
-        let api = Api::<DynamicObject>::all_with(seed.clone(), &resource);
-        match api.list(&ListParams::default().labels(&selector)).await {
-            Ok(list) => {
-                for c in list.items {
-                    let registration = c.labels().get(REGISTRATION).map(String::as_str);
-                    if registration.and_then(|r| keep.get(r)).is_none() {
-                        let ns = c.namespace().unwrap_or_default();
-                        Api::<DynamicObject>::namespaced_with(seed.clone(), &ns, &resource)
-                            .delete(&c.name_any(), &DeleteParams::background())
-                            .await
-                            .map_err(seed_error("deleting a SveltosCluster"))?;
-                    }
+        Ok(list) => {
+            for c in list.items {
+                let at = (c.namespace().unwrap_or_default(), c.name_any());
+                if !clusters_kept.contains(&at) {
+                    delete_sveltos_cluster(seed, &at.0, &at.1).await?;
                 }
             }
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(seed_error("listing SveltosClusters")(e)),
         }
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => return Err(seed_error("listing SveltosClusters")(e)),
     }
+    let keep: BTreeSet<&str> = wanted.iter().map(|r| r.name.as_str()).collect();
     let accounts = Api::<ServiceAccount>::namespaced(inside.clone(), REGISTRATIONS_NAMESPACE)
         .list_metadata(
             &ListParams::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}")),
         )
         .await
         .map_err(tenant_error("listing the registrations' ServiceAccounts"))?;
-    let wanted_names: BTreeSet<&str> = keep.keys().copied().collect();
     for sa in accounts.items {
         let name = sa.name_any();
-        if !wanted_names.contains(name.as_str()) {
+        if !keep.contains(name.as_str()) {
             delete_namespaced::<ServiceAccount>(inside, REGISTRATIONS_NAMESPACE, &name).await?;
             delete_cluster::<ClusterRoleBinding>(inside, &build::registration_binding_name(&name))
                 .await?;
@@ -705,35 +851,59 @@ pub async fn sleep(seed: &Client, tenant: &Tenant, image: &str) -> Result<(), Er
     Ok(())
 }
 
+async fn delete_sveltos_cluster(seed: &Client, ns: &str, name: &str) -> Result<(), Error> {
+    match sveltos_clusters(seed, Some(ns))
+        .delete(name, &DeleteParams::background())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(seed_error("deleting a SveltosCluster")(e)),
+    }
+}
+
 /// Removes what registrations wrote outside their TenantControlPlane's namespace (which no
-/// ownerReference can reach) once that TenantControlPlane is gone: every such object names its
-/// TCP (annotation) and carries its uid (label). Returns how many were removed.
+/// ownerReference can reach) once that TenantControlPlane is gone: Secrets and SveltosClusters
+/// labelled with the uid of a TCP that no longer exists. Three list calls, whatever the number of
+/// tenants. Returns how many objects were removed.
 pub async fn sweep(seed: &Client) -> Result<usize, Error> {
+    // The uids of the TCPs that exist, listed before the objects: a TCP created in between
+    // cannot have written anything yet that the lists below would see.
+    let alive: BTreeSet<String> = Api::<TenantControlPlane>::all(seed.clone())
+        .list_metadata(&ListParams::default())
+        .await
+        .map_err(Error::kube("list", "TenantControlPlane", "*"))?
+        .items
+        .into_iter()
+        .filter_map(|t| t.metadata.uid)
+        .collect();
+    let orphan = |labels: &BTreeMap<String, String>| {
+        labels
+            .get(REGISTRATION_OF)
+            .is_some_and(|uid| !alive.contains(uid))
+    };
+    let mut removed = 0;
     let secrets = Api::<Secret>::all(seed.clone())
         .list_metadata(&ListParams::default().labels(REGISTRATION_OF))
         .await
         .map_err(Error::kube("list", "Secret", REGISTRATION_OF))?;
-    let mut removed = 0;
-    for s in secrets.items {
-        let uid = s.labels().get(REGISTRATION_OF).cloned().unwrap_or_default();
-        let owner = s
-            .annotations()
-            .get(build::REGISTRATION_TCP)
-            .and_then(|t| t.split_once('/'))
-            .map(|(ns, name)| (ns.to_owned(), name.to_owned()));
-        let alive = match owner {
-            Some((ns, name)) => Api::<TenantControlPlane>::namespaced(seed.clone(), &ns)
-                .get_metadata_opt(&name)
-                .await
-                .map_err(Error::kube("get", "TenantControlPlane", &name))?
-                .is_some_and(|t| t.metadata.uid.as_deref() == Some(uid.as_str())),
-            None => true,
-        };
-        if !alive {
-            let ns = s.namespace().unwrap_or_default();
-            delete_seed::<Secret>(seed, &ns, &s.name_any()).await?;
-            removed += 1;
+    for s in secrets.items.iter().filter(|s| orphan(s.labels())) {
+        delete_seed::<Secret>(seed, &s.namespace().unwrap_or_default(), &s.name_any()).await?;
+        removed += 1;
+    }
+    match sveltos_clusters(seed, None)
+        .list_metadata(&ListParams::default().labels(REGISTRATION_OF))
+        .await
+    {
+        Ok(list) => {
+            for c in list.items.iter().filter(|c| orphan(c.labels())) {
+                delete_sveltos_cluster(seed, &c.namespace().unwrap_or_default(), &c.name_any())
+                    .await?;
+                removed += 1;
+            }
         }
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => return Err(seed_error("listing SveltosClusters")(e)),
     }
     Ok(removed)
 }
@@ -754,6 +924,35 @@ mod tests {
 
     fn at(t: &str) -> OffsetDateTime {
         OffsetDateTime::parse(t, &Rfc3339).unwrap()
+    }
+
+    #[test]
+    fn only_objects_labelled_with_the_tcp_and_registration_are_a_registrations() {
+        let meta = |labels: serde_json::Value| -> ObjectMeta {
+            serde_json::from_value(json!({"name": "x", "labels": labels})).unwrap()
+        };
+        assert!(ours(
+            &meta(json!({REGISTRATION_OF: "u1", REGISTRATION: "argo"})),
+            "u1",
+            "argo"
+        ));
+        // The tenant's own Secrets, another TCP's, another registration's, nobody's.
+        assert!(!ours(
+            &meta(json!({"hostplane.dev/tenant": "t"})),
+            "u1",
+            "argo"
+        ));
+        assert!(!ours(
+            &meta(json!({REGISTRATION_OF: "u2", REGISTRATION: "argo"})),
+            "u1",
+            "argo"
+        ));
+        assert!(!ours(
+            &meta(json!({REGISTRATION_OF: "u1", REGISTRATION: "other"})),
+            "u1",
+            "argo"
+        ));
+        assert!(!ours(&ObjectMeta::default(), "u1", "argo"));
     }
 
     #[test]
