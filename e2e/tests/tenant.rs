@@ -159,19 +159,32 @@ impl<'a> Tcp<'a> {
             .stdout)
     }
 
-    /// (reason, message) of the Ready condition.
-    async fn ready_condition(&self) -> Result<(String, String)> {
+    /// (status, reason, message) of condition `type_` (empty strings while it is absent).
+    async fn condition(&self, type_: &str) -> Result<(String, String, String)> {
+        let field = |f: &str| format!("{{.status.conditions[?(@.type==\"{type_}\")].{f}}}");
+        let path = format!(
+            "jsonpath={}|{}|{}",
+            field("status"),
+            field("reason"),
+            field("message")
+        );
         let out = self
             .env
-            .kubectl(&[
-                "get",
-                &format!("tcp/{}", self.name),
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}{\"\\n\"}{.status.conditions[?(@.type==\"Ready\")].message}",
-            ])
+            .kubectl(&["get", &format!("tcp/{}", self.name), "-o", &path])
             .await?
-            .ok()?;
-        let (reason, message) = out.stdout.split_once('\n').unwrap_or((&out.stdout, ""));
+            .ok()?
+            .stdout;
+        let mut parts = out.splitn(3, '|').map(str::to_owned);
+        Ok((
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        ))
+    }
+
+    /// (reason, message) of the Ready condition.
+    async fn ready_condition(&self) -> Result<(String, String)> {
+        let (_, reason, message) = self.condition("Ready").await?;
         Ok((reason.trim().to_owned(), message.trim().to_owned()))
     }
 

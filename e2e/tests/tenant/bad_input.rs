@@ -11,22 +11,13 @@ use super::Tcp;
 
 /// Waits until condition `type_` of `tcp` is False with `reason`; returns its message.
 async fn condition_says(tcp: &Tcp<'_>, type_: &str, reason: &str) -> Result<String> {
-    let path = format!(
-        "jsonpath={{.status.conditions[?(@.type==\"{type_}\")].reason}}|{{.status.conditions[?(@.type==\"{type_}\")].message}}"
-    );
     poll_until(
         &format!("tcp/{} says {type_} False, {reason}", tcp.name),
         Duration::from_secs(180),
         || async {
-            let out = tcp
-                .env
-                .kubectl(&["get", &format!("tcp/{}", tcp.name), "-o", &path])
-                .await?
-                .ok()?
-                .stdout;
-            let (got, message) = out.split_once('|').unwrap_or_default();
+            let (_, got, message) = tcp.condition(type_).await?;
             Ok(if got == reason {
-                Attempt::Done(message.to_owned())
+                Attempt::Done(message)
             } else {
                 Attempt::NotYet(format!("{type_}: {got}: {message}"))
             })

@@ -107,25 +107,6 @@ fn addon(message: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// `condition`'s (status, reason, message) on `tcp`.
-async fn condition(tcp: &Tcp<'_>, type_: &str) -> Result<(String, String, String)> {
-    let path = format!(
-        "jsonpath={{.status.conditions[?(@.type==\"{type_}\")].status}}|{{.status.conditions[?(@.type==\"{type_}\")].reason}}|{{.status.conditions[?(@.type==\"{type_}\")].message}}"
-    );
-    let out = tcp
-        .env
-        .kubectl(&["get", &format!("tcp/{}", tcp.name), "-o", &path])
-        .await?
-        .ok()?
-        .stdout;
-    let mut parts = out.splitn(3, '|').map(str::to_owned);
-    Ok((
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-    ))
-}
-
 /// Waits until `check` accepts AddonsDelivered's (status, reason, message).
 async fn delivered_until(
     tcp: &Tcp<'_>,
@@ -133,7 +114,7 @@ async fn delivered_until(
     check: impl Fn(&str, &str, &str) -> bool,
 ) -> Result<String> {
     poll_until(what, Duration::from_secs(240), || async {
-        let (status, reason, message) = condition(tcp, "AddonsDelivered").await?;
+        let (status, reason, message) = tcp.condition("AddonsDelivered").await?;
         Ok(if check(&status, &reason, &message) {
             Attempt::Done(message)
         } else {
@@ -448,19 +429,17 @@ async fn a_taken_name_is_left_alone(g: &Gitops<'_>) -> Result<()> {
     let key_before = secret_opt(seed, env.namespace(), "g1-sa")
         .await?
         .context("the tenant's Secret g1-sa is missing")?;
-    patch_spec(
+    set_registrations(
         env,
-        "g1",
-        r#"{"gitops":{"registrations":[{"name":"argo","agent":"ArgoCD","namespace":"ARGO","role":"view"},{"name":"sa","agent":"ArgoCD","role":"view"}]}}"#
-            .replace("ARGO", argo_ns.name())
-            .as_str(),
+        argo_ns,
+        r#",{"name":"sa","agent":"ArgoCD","role":"view"}"#,
     )
     .await?;
     let message = poll_until(
         "RegistrationsReady False NameTaken",
         Duration::from_secs(120),
         || async {
-            let (status, reason, message) = condition(tcp, "RegistrationsReady").await?;
+            let (status, reason, message) = tcp.condition("RegistrationsReady").await?;
             Ok(if status == "False" && reason == "NameTaken" {
                 Attempt::Done(message)
             } else {
@@ -486,16 +465,24 @@ async fn a_taken_name_is_left_alone(g: &Gitops<'_>) -> Result<()> {
             .is_some(),
         "the Argo CD registration went away beside the refused one"
     );
+    set_registrations(env, argo_ns, "").await?;
+
+    Ok(())
+}
+
+/// Sets g1's registrations to the Argo CD one (writing to `argo_ns`) and `more` (JSON list items,
+/// each after a comma).
+async fn set_registrations(env: &TestEnv, argo_ns: &TestNamespace, more: &str) -> Result<()> {
+    let argo = format!(
+        r#"{{"name":"argo","agent":"ArgoCD","namespace":"{}","role":"view"}}"#,
+        argo_ns.name()
+    );
     patch_spec(
         env,
         "g1",
-        r#"{"gitops":{"registrations":[{"name":"argo","agent":"ArgoCD","namespace":"ARGO","role":"view"}]}}"#
-            .replace("ARGO", argo_ns.name())
-            .as_str(),
+        &format!(r#"{{"gitops":{{"registrations":[{argo}{more}]}}}}"#),
     )
-    .await?;
-
-    Ok(())
+    .await
 }
 
 /// Deletes a ServiceAccount inside the tenant (which revokes its tokens).
@@ -644,7 +631,7 @@ async fn an_agent_delivers_addons_and_registrations_hand_out_scoped_expiring_tok
             .await?
             .ok()?
             .stdout;
-        let (status, _, _) = condition(tcp, "AddonsDelivered").await?;
+        let (status, _, _) = tcp.condition("AddonsDelivered").await?;
         Ok(if !left.contains("gitops") && status.is_empty() {
             Attempt::Done(())
         } else {
@@ -958,14 +945,7 @@ async fn flux_registration_and_names(g: &Gitops<'_>) -> Result<()> {
         .await?
         .context("Secret g1-fleet-sveltos-kubeconfig is gone")?;
     let as_sveltos = tenant_client(&secret_text(&fleet, "kubeconfig")?).await?;
-    patch_spec(
-        env,
-        "g1",
-        r#"{"gitops":{"registrations":[{"name":"argo","agent":"ArgoCD","namespace":"ARGO","role":"view"}]}}"#
-            .replace("ARGO", argo_ns.name())
-            .as_str(),
-    )
-    .await?;
+    set_registrations(env, argo_ns, "").await?;
     poll_until(
         "the removed registrations' Secrets and SveltosCluster are gone",
         Duration::from_secs(120),

@@ -1233,6 +1233,19 @@ fn registration(agent: &str, namespace: Option<&str>) -> hostplane_api::v1alpha1
     .unwrap()
 }
 
+/// What registration `r` for `agent` (written to `namespace`) of `t` writes, for token().
+fn objects(t: &Tenant, agent: &str, namespace: Option<&str>) -> gitops::RegistrationObjects {
+    let server = t.endpoint_url();
+    gitops::registration_objects(
+        t,
+        "uid-1",
+        &registration(agent, namespace),
+        &server,
+        CA_PEM,
+        &token(),
+    )
+}
+
 const CA_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 
 #[test]
@@ -1368,14 +1381,7 @@ fn registrations_write_what_each_agent_reads() {
     let server = t.endpoint_url();
     // Argo CD, in its own namespace: its documented cluster Secret, not owned (other namespace)
     // but labelled with the TCP's uid for the sweep.
-    let argo = gitops::registration_objects(
-        &t,
-        "uid-1",
-        &registration("ArgoCD", Some("argocd")),
-        &server,
-        CA_PEM,
-        &token(),
-    );
+    let argo = objects(&t, "ArgoCD", Some("argocd"));
     let s = &argo.secret;
     assert_eq!(s.metadata.namespace.as_deref(), Some("argocd"));
     assert_eq!(s.metadata.name.as_deref(), Some("t-r"));
@@ -1394,14 +1400,7 @@ fn registrations_write_what_each_agent_reads() {
     assert_eq!(ca, CA_PEM.as_bytes());
     // Flux / Cluster API, in the TCP's namespace: owned, the Cluster API contract.
     for agent in ["Flux", "ClusterAPI"] {
-        let o = gitops::registration_objects(
-            &t,
-            "uid-1",
-            &registration(agent, None),
-            &server,
-            CA_PEM,
-            &token(),
-        );
+        let o = objects(&t, agent, None);
         assert_eq!(o.secret.metadata.name.as_deref(), Some("t-r-kubeconfig"));
         assert_eq!(o.secret.type_.as_deref(), Some("cluster.x-k8s.io/secret"));
         assert_eq!(
@@ -1415,14 +1414,7 @@ fn registrations_write_what_each_agent_reads() {
         assert!(o.sveltos_cluster.is_none());
     }
     // Sveltos: a SveltosCluster naming its kubeconfig Secret and key.
-    let o = gitops::registration_objects(
-        &t,
-        "uid-1",
-        &registration("Sveltos", Some("projectsveltos")),
-        &server,
-        CA_PEM,
-        &token(),
-    );
+    let o = objects(&t, "Sveltos", Some("projectsveltos"));
     let cluster = o.sveltos_cluster.unwrap();
     assert_eq!(cluster["kind"], "SveltosCluster");
     assert_eq!(cluster["metadata"]["namespace"], "projectsveltos");
@@ -1434,14 +1426,7 @@ fn registrations_write_what_each_agent_reads() {
     assert!(o.secret.data.as_ref().unwrap().contains_key("kubeconfig"));
     // Every registration's Secret keeps its token under `token` too (read back to keep it).
     for agent in ["ArgoCD", "Flux", "ClusterAPI", "Sveltos"] {
-        let o = gitops::registration_objects(
-            &t,
-            "uid-1",
-            &registration(agent, None),
-            &server,
-            CA_PEM,
-            &token(),
-        );
+        let o = objects(&t, agent, None);
         assert_eq!(
             o.secret.data.as_ref().unwrap()["token"].0,
             b"tok.en.value",
