@@ -1,7 +1,10 @@
 # shellcheck shell=bash
 # Worker nodes of the local seed, joined to a tenant (sourced by e2e/seed/seed):
-#   seed node add NAME --join FILE   FILE: a bootstrap kubeconfig (the `bootstrap-kubeconfig` key of
-#                                    a <tcp>-join Secret), or `SECRET@NAMESPACE` to read it from the seed
+#   seed node add NAME --join FILE [--version V]
+#                                    FILE: a bootstrap kubeconfig (the `bootstrap-kubeconfig` key of
+#                                    a <tcp>-join Secret), or `SECRET@NAMESPACE` to read it from the seed;
+#                                    V: the kubelet's version, one of KUBERNETES_VERSIONS (default
+#                                    KUBERNETES_VERSION)
 #   seed node rm NAME                stop it and remove every trace (the Node object stays in the tenant)
 #   seed node ls                     the nodes and their addresses
 # A node is a network namespace `hpn-NAME` behind a veth pair (198.18.<slot>.2, the host side
@@ -142,15 +145,19 @@ node_cgroups() { # node_cgroups up|down NAME
 }
 
 node_add() {
-  local name=${1:-} join=""
+  local name=${1:-} join="" version=$KUBERNETES_VERSION kubelet
   shift || true
   while (($#)); do
     case $1 in
       --join) join=${2:-}; shift 2 ;;
-      *) hp_die "usage: seed node add NAME --join FILE|SECRET@NAMESPACE" ;;
+      --version) version=${2:-}; shift 2 ;;
+      *) hp_die "usage: seed node add NAME --join FILE|SECRET@NAMESPACE [--version V]" ;;
     esac
   done
-  [[ $name =~ $NODE_NAME_RE && -n $join ]] || hp_die "usage: seed node add NAME --join FILE|SECRET@NAMESPACE (NAME: ${NODE_NAME_RE})"
+  [[ $name =~ $NODE_NAME_RE && -n $join ]] || hp_die "usage: seed node add NAME --join FILE|SECRET@NAMESPACE [--version V] (NAME: ${NODE_NAME_RE})"
+  [[ " $KUBERNETES_VERSIONS " == *" $version "* ]] || hp_die "--version $version is not one of the versions the seed builds: $KUBERNETES_VERSIONS"
+  kubelet=$(k8s_bin_dir "$version")/kubelet
+  [[ -x $kubelet ]] || hp_die "no kubelet $version at $kubelet (e2e/seed/build-binaries builds it)"
   cmd_status >/dev/null 2>&1 || hp_die "the seed is not up"
   [[ ! -d $(node_dir "$name") ]] || hp_die "node $name exists; remove it first (seed node rm $name)"
   local dir slot netns start=$SECONDS
@@ -166,11 +173,11 @@ node_add() {
   start_in_netns "node-$name-containerd" "$netns" "$(command -v containerd)" --config "$dir/containerd/config.toml"
   wait_for "node-$name-containerd" 30 ctr -a "$(node_sock "$name")" version
   CTRD_SOCK=$(node_sock "$name") IMPORT_ONLY='pause|kube-proxy|coredns|test-client' import_images
-  start_in_netns "node-$name-kubelet" "$netns" "$K8S_BIN/kubelet" --config "$dir/kubelet-config.yaml" \
+  start_in_netns "node-$name-kubelet" "$netns" "$kubelet" --config "$dir/kubelet-config.yaml" \
     --bootstrap-kubeconfig "$dir/bootstrap-kubelet.conf" --kubeconfig "$dir/kubelet.conf" \
     --cert-dir "$dir/pki" --root-dir "$dir/kubelet" --hostname-override "$name" --node-ip "198.18.$slot.2"
   wait_for "node-$name-kubelet" 60 test -s "$dir/kubelet.conf"
-  hp_log "node $name registered with its tenant in $((SECONDS - start)) s (address 198.18.$slot.2, pods 10.244.$slot.0/24)"
+  hp_log "node $name (kubelet $version) registered with its tenant in $((SECONDS - start)) s (address 198.18.$slot.2, pods 10.244.$slot.0/24)"
 }
 
 node_rm() {

@@ -22,6 +22,7 @@ import (
 
 const usage = `usage: test-client COMMAND [ARGS]
   get URL [--timeout 5s] [--insecure] [--ca FILE] [--bearer-token-file FILE] [--expect-status N] [--retry-for 0s]
+  poll URL [--interval 1s] [--timeout 5s] [--ca FILE] [--bearer-token-file FILE] [--count 0]
   lookup NAME [--timeout 5s]
   connect HOST:PORT [--timeout 3s]
   serve [--addr :8080] [--message TEXT]
@@ -50,6 +51,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	switch cmd {
 	case "get":
 		err = get(ctx, args, stdout)
+	case "poll":
+		err = poll(ctx, args, stdout)
 	case "lookup":
 		err = lookup(ctx, args, stdout)
 	case "connect":
@@ -159,6 +162,95 @@ func get(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	_, err = stdout.Write(body)
 	return err
+}
+
+// poll GETs URL every interval until cancelled (or count requests), as a client of the tenant's
+// API would: one keep-alive client, the token and CA files read again for every request (the
+// kubelet rotates the token, a CA rotation changes the CA). Each request prints one line,
+// "<time> ok" or "<time> FAIL <why>", so a test counts the failures in the log.
+func poll(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("poll", flag.ContinueOnError)
+	interval := fs.Duration("interval", time.Second, "time between requests")
+	timeout := fs.Duration("timeout", 5*time.Second, "timeout of each request")
+	caFile := fs.String("ca", "", "PEM file with the CA certificates to trust (read for every request)")
+	tokenFile := fs.String("bearer-token-file", "", "file holding a bearer token (read for every request)")
+	count := fs.Int("count", 0, "stop after this many requests (0: until cancelled)")
+	pos, err := parse(fs, args, "URL")
+	if err != nil {
+		return err
+	}
+	p := poller{url: pos[0], timeout: *timeout, caFile: *caFile, tokenFile: *tokenFile}
+	tick := time.NewTicker(*interval)
+	defer tick.Stop()
+	for n := 1; *count == 0 || n <= *count; n++ {
+		line := "ok"
+		if err := p.once(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			line = "FAIL " + strings.Join(strings.Fields(err.Error()), " ")
+		}
+		if _, err := fmt.Fprintf(stdout, "%s %s\n", time.Now().UTC().Format(time.RFC3339), line); err != nil {
+			return err
+		}
+		if *count != 0 && n == *count {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// poller is poll's client: kept across requests, made anew when the CA file changes.
+type poller struct {
+	url, caFile, tokenFile string
+	timeout                time.Duration
+	client                 *http.Client
+	caPEM                  []byte
+}
+
+func (p *poller) once(ctx context.Context) error {
+	if p.caFile != "" {
+		pem, err := os.ReadFile(p.caFile)
+		if err != nil {
+			return err
+		}
+		if p.client == nil || string(pem) != string(p.caPEM) {
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("no PEM certificates in %s", p.caFile)
+			}
+			p.caPEM = pem
+			p.client = &http.Client{Timeout: p.timeout, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, Proxy: nil}}
+		}
+	} else if p.client == nil {
+		p.client = &http.Client{Timeout: p.timeout, Transport: &http.Transport{Proxy: nil}}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url, nil)
+	if err != nil {
+		return err
+	}
+	if p.tokenFile != "" {
+		token, err := os.ReadFile(p.tokenFile)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("status %s: %s", resp.Status, oneLine(body, 200))
+	}
+	return nil
 }
 
 // oneLine shortens a response body so that an error stays on one line.

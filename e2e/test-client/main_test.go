@@ -65,6 +65,47 @@ func TestGet(t *testing.T) {
 	}
 }
 
+func TestPollCountsEachRequestAndRereadsTheToken(t *testing.T) {
+	calls := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		if r.Header.Get("Authorization") != "Bearer good" {
+			http.Error(w, "who are you", http.StatusUnauthorized)
+			return
+		}
+		io.WriteString(w, "{}")
+	}))
+	defer srv.Close()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("good\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCmd(t, "poll", srv.URL, "--interval", "10ms", "--count", "2", "--bearer-token-file", tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || !strings.HasSuffix(lines[0], " ok") || !strings.HasSuffix(lines[1], " ok") {
+		t.Fatalf("want two ok lines, got %q", out)
+	}
+	// The token is read for every request: a replaced one is sent at once.
+	if err := os.WriteFile(tokenFile, []byte("bad"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runCmd(t, "poll", srv.URL, "--count", "1", "--bearer-token-file", tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, " FAIL status 401 Unauthorized") {
+		t.Fatalf("want a FAIL line for the 401, got %q", out)
+	}
+	srv.Close()
+	out, _ = runCmd(t, "poll", srv.URL, "--count", "1", "--timeout", "1s")
+	if !strings.Contains(out, " FAIL ") || calls != 3 {
+		t.Fatalf("a closed server must count as a FAIL (calls %d), got %q", calls, out)
+	}
+}
+
 func TestGetRetriesUntilTheServerListens(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

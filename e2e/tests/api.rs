@@ -88,6 +88,14 @@ async fn bad_specs_are_refused_with_their_message() -> Result<()> {
             "gitops.agent.interval must be whole seconds, minutes or hours",
         ),
         (
+            "version: \"1.36.3\"\npki: {certificateValidity: 5m}",
+            "certificateValidity must be whole minutes or hours such as 8760h or 90m, from 10m to 87600h",
+        ),
+        (
+            "version: \"1.36.3\"\npki: {certificateValidity: 2h, caValidity: 2h}",
+            "caValidity must be longer than certificateValidity",
+        ),
+        (
             "version: \"1.36.3\"\ngitops:\n  registrations: [{name: argo, agent: ArgoCD, role: view, tokenTTL: 5m}]",
             "tokenTTL must be whole minutes or hours such as 1h or 90m, from 10m to 24h",
         ),

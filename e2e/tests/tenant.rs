@@ -26,6 +26,8 @@ mod node_join;
 mod operator;
 #[path = "tenant/operator.rs"]
 mod operator_tests;
+#[path = "tenant/upgrade.rs"]
+mod upgrade;
 
 /// Tests that restart, kill or scale the operator hold this for writing; checks that need its
 /// leader to stay the same (its log, its endpoints) hold it for reading.
@@ -34,6 +36,22 @@ static OPERATOR: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 /// From apply to Ready: images are imported, so this is etcd + apiserver start and first sync,
 /// for several tenants at once on a 2-core machine.
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The messages of the Events in the test's namespace that match a field `selector`.
+async fn event_messages(env: &TestEnv, selector: &str) -> Result<String> {
+    Ok(env
+        .kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            selector,
+            "-o",
+            "jsonpath={.items[*].message}",
+        ])
+        .await?
+        .ok()?
+        .stdout)
+}
 
 /// Merges `spec` (a JSON object) into the spec of tcp/`name`.
 async fn patch_spec(env: &TestEnv, name: &str, spec: &str) -> Result<()> {
@@ -65,6 +83,16 @@ impl<'a> Tcp<'a> {
     /// indented by two spaces).
     async fn apply_with(env: &'a TestEnv, name: &str, spec: &str) -> Result<Self> {
         let version = env.config.kubernetes_version.trim_start_matches('v');
+        Self::apply_version(env, name, version, spec).await
+    }
+
+    /// Applies a TCP of Kubernetes `version` with `spec` (as [`Tcp::apply_with`]).
+    async fn apply_version(
+        env: &'a TestEnv,
+        name: &str,
+        version: &str,
+        spec: &str,
+    ) -> Result<Self> {
         let manifest = format!(
             "apiVersion: hostplane.dev/v1alpha1\nkind: TenantControlPlane\nmetadata:\n  name: {name}\nspec:\n  version: \"{version}\"\n{spec}"
         );
@@ -609,18 +637,7 @@ async fn assert_new_root_accepted(env: &TestEnv, tcp: &Tcp<'_>) -> Result<()> {
         new.is_some() && new != old,
         "no new front-proxy CA after accepting one"
     );
-    let events = env
-        .kubectl(&[
-            "get",
-            "events",
-            "--field-selector",
-            "reason=RootReplaced",
-            "-o",
-            "jsonpath={.items[*].message}",
-        ])
-        .await?
-        .ok()?
-        .stdout;
+    let events = event_messages(env, "reason=RootReplaced").await?;
     ensure!(
         events.contains(&name),
         "no RootReplaced Event names {name}: {events:?}"

@@ -14,3 +14,4 @@ pub mod rollout;
 pub mod schedule;
 pub mod snapshot;
 pub mod status;
+pub mod upgrade;

@@ -1,5 +1,6 @@
 //! Pure rollout order and workload state: etcd first, the API server once etcd has quorum, the
-//! controller-manager and scheduler once an API server is available. A component started before
+//! controller-manager and scheduler once the API server's rollout is over (one available, none of
+//! an older spec left: an upgrade moves the API server first). A component started before
 //! the one it needs only crash-loops (and then waits out its back-off), so each waits for the one
 //! before it; what is already running is never removed, its update only waits.
 
@@ -29,6 +30,16 @@ pub fn serves(deployment: &Deployment) -> bool {
         deployment.metadata.generation,
         status.and_then(|s| s.observed_generation),
     ) && status.and_then(|s| s.available_replicas).unwrap_or(0) >= 1
+}
+
+/// Whether a Deployment's rollout is over: its status is about its latest spec, every pod left
+/// runs that spec (none of an older one still serves or stops), and one is available. Its clients
+/// are updated only then: during an upgrade the controllers follow the API server, never lead it.
+pub fn rolled_out(deployment: &Deployment) -> bool {
+    let status = deployment.status.as_ref();
+    let updated = status.and_then(|s| s.updated_replicas).unwrap_or(0);
+    let total = status.and_then(|s| s.replicas).unwrap_or(0);
+    serves(deployment) && updated >= total
 }
 
 fn is_current(generation: Option<i64>, observed: Option<i64>) -> bool {
@@ -190,6 +201,29 @@ mod tests {
         let mut changed = deployment(2, Some(2));
         changed.metadata.generation = Some(3);
         assert!(!serves(&changed));
+    }
+
+    #[test]
+    fn a_rollout_is_over_when_no_pod_of_an_older_spec_is_left() {
+        let with = |updated: i32, total: i32, available: i32| {
+            let mut d = deployment(2, Some(available));
+            if let Some(s) = d.status.as_mut() {
+                s.updated_replicas = Some(updated);
+                s.replicas = Some(total);
+            }
+            d
+        };
+        // Mid-upgrade: one new pod surged, two old still there; then one old stopping.
+        assert!(!rolled_out(&with(1, 3, 2)));
+        assert!(!rolled_out(&with(2, 3, 2)));
+        assert!(rolled_out(&with(2, 2, 2)));
+        // A new tenant's first pods are all of the latest spec: one available is enough.
+        assert!(rolled_out(&with(2, 2, 1)));
+        assert!(!rolled_out(&with(2, 2, 0)));
+        // A status about the spec before a change says nothing of the new one.
+        let mut changed = with(2, 2, 2);
+        changed.metadata.generation = Some(3);
+        assert!(!rolled_out(&changed));
     }
 
     #[test]

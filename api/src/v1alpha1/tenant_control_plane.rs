@@ -164,12 +164,101 @@ pub struct TenantControlPlaneSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gitops: Option<super::GitOpsSpec>,
 
+    /// Lifetimes of the certificates the operator issues. Leaves (serving, client, kubeconfig
+    /// certificates) are re-issued when two-thirds of their life has passed, and the components
+    /// using them are rolled one pod at a time.
+    #[serde(default)]
+    pub pki: PkiSpec,
+
     /// Registry the control plane images are pulled from (images keep their upstream names, e.g.
     /// `<registry>/kube-apiserver:v1.36.3`). Unset means registry.k8s.io.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 255))]
     pub registry: Option<String>,
 }
+
+/// Certificate lifetimes, whole minutes or hours (`8760h`, `90m`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(PKI_CA_OUTLIVES_LEAVES).message(MSG_PKI_CA_OUTLIVES_LEAVES))]
+pub struct PkiSpec {
+    /// Lifetime of each leaf certificate and kubeconfig the operator issues, from 10m to 87600h
+    /// (default 8760h, one year). Shorter lifetimes mean more frequent (rolling) renewals.
+    #[serde(default = "default_certificate_validity")]
+    #[schemars(length(max = 7))]
+    #[x_kube(validation = Rule::new(CERTIFICATE_VALIDITY_RULE).message(MSG_CERTIFICATE_VALIDITY))]
+    pub certificate_validity: String,
+
+    /// Lifetime of a new CA, from 1h to 175200h (default 87600h, ten years); longer than
+    /// `certificateValidity`. A CA is never renewed silently: it is reported when due.
+    #[serde(default = "default_ca_validity", rename = "caValidity")]
+    #[schemars(length(max = 7))]
+    #[x_kube(validation = Rule::new(CA_VALIDITY_RULE).message(MSG_CA_VALIDITY))]
+    pub ca_validity: String,
+}
+
+/// Default `spec.pki.certificateValidity`.
+pub const DEFAULT_CERTIFICATE_VALIDITY: &str = "8760h";
+/// Default `spec.pki.caValidity`.
+pub const DEFAULT_CA_VALIDITY: &str = "87600h";
+
+fn default_certificate_validity() -> String {
+    DEFAULT_CERTIFICATE_VALIDITY.to_owned()
+}
+
+fn default_ca_validity() -> String {
+    DEFAULT_CA_VALIDITY.to_owned()
+}
+
+impl Default for PkiSpec {
+    fn default() -> Self {
+        Self {
+            certificate_validity: default_certificate_validity(),
+            ca_validity: default_ca_validity(),
+        }
+    }
+}
+
+impl PkiSpec {
+    /// The leaf lifetime in seconds, when it is what the rule accepts.
+    #[must_use]
+    pub fn certificate_validity_seconds(&self) -> Option<i64> {
+        minutes_or_hours(&self.certificate_validity).filter(|s| (600..=87_600 * 3600).contains(s))
+    }
+
+    /// The CA lifetime in seconds, when it is what the rule accepts.
+    #[must_use]
+    pub fn ca_validity_seconds(&self) -> Option<i64> {
+        minutes_or_hours(&self.ca_validity).filter(|s| (3600..=175_200 * 3600).contains(s))
+    }
+}
+
+/// `<1-6 digits, no leading zero>m|h` in seconds.
+fn minutes_or_hours(value: &str) -> Option<i64> {
+    let (number, factor) = if let Some(n) = value.strip_suffix('m') {
+        (n, 60)
+    } else {
+        (value.strip_suffix('h')?, 3600)
+    };
+    let well_formed = (1..=6).contains(&number.len())
+        && !number.starts_with('0')
+        && number.bytes().all(|b| b.is_ascii_digit());
+    well_formed.then(|| number.parse::<i64>().ok().map(|n| n * factor))?
+}
+
+const CERTIFICATE_VALIDITY_RULE: &str = "self.matches('^[1-9][0-9]{0,5}[mh]$') && \
+     duration(self) >= duration('10m') && duration(self) <= duration('87600h')";
+const MSG_CERTIFICATE_VALIDITY: &str =
+    "certificateValidity must be whole minutes or hours such as 8760h or 90m, from 10m to 87600h";
+const CA_VALIDITY_RULE: &str = "self.matches('^[1-9][0-9]{0,5}[mh]$') && \
+     duration(self) >= duration('1h') && duration(self) <= duration('175200h')";
+const MSG_CA_VALIDITY: &str =
+    "caValidity must be whole minutes or hours such as 87600h, from 1h to 175200h";
+const PKI_CA_OUTLIVES_LEAVES: &str = "!self.certificateValidity.matches('^[1-9][0-9]{0,5}[mh]$') || \
+     !self.caValidity.matches('^[1-9][0-9]{0,5}[mh]$') || \
+     duration(self.caValidity) > duration(self.certificateValidity)";
+const MSG_PKI_CA_OUTLIVES_LEAVES: &str =
+    "caValidity must be longer than certificateValidity: a certificate must not outlive its CA";
 
 /// How a TenantControlPlane's components are sized and tuned (docs/tenant-control-plane.md lists
 /// every setting of each). `resources` and `extraArgs` set in the spec win over the profile's.
@@ -814,6 +903,23 @@ pub struct TenantControlPlaneStatus {
     /// GitOps: the hosted agent's delivery and each registration's credential.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gitops: Option<super::GitOpsStatus>,
+
+    /// The certificates the operator issued: which expires first, and the next renewal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<CertificatesStatus>,
+}
+
+/// When the tenant's certificates expire and are renewed.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificatesStatus {
+    /// The earliest `notAfter` of every certificate the operator issued (CAs included), RFC 3339.
+    pub earliest_expiry: String,
+    /// The Secret holding that certificate.
+    pub earliest_expiry_secret: String,
+    /// When the next leaf certificate is re-issued, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_renewal: Option<String>,
 }
 
 /// What the backups have done.

@@ -211,7 +211,7 @@ pub fn kube_proxy(tenant: &Tenant) -> Result<Addon, BuildError> {
                             "nodeSelector": {"kubernetes.io/os": "linux"},
                             "containers": [{
                                 "name": "kube-proxy",
-                                "image": tenant.image(&format!("kube-proxy:v{}", tenant.spec.version)),
+                                "image": tenant.image(&format!("kube-proxy:v{}", tenant.addons_version)),
                                 "imagePullPolicy": "IfNotPresent",
                                 "command": ["kube-proxy", "--config=/var/lib/kube-proxy/config.conf", "--hostname-override=$(NODE_NAME)"],
                                 "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],

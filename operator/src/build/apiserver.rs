@@ -24,6 +24,11 @@ pub const PORT: i32 = 6443;
 /// Key of the encryption configuration in Secret `<tcp>-encryption-config`.
 pub const ENCRYPTION_CONFIG_KEY: &str = "encryption-config.yaml";
 const PKI: &str = "/etc/kubernetes/pki";
+/// Seconds a stopping API server keeps serving before it closes its listener
+/// (`--shutdown-delay-duration`): time for every node's Service rules to drop it.
+const SHUTDOWN_DELAY_SECONDS: i64 = 10;
+/// The pod's grace period: the shutdown delay and then up to 30 s for requests in flight.
+const TERMINATION_GRACE_SECONDS: i64 = SHUTDOWN_DELAY_SECONDS + 30;
 
 pub fn name(tenant: &Tenant) -> String {
     format!("{}-apiserver", tenant.name)
@@ -145,10 +150,11 @@ pub fn deployment(tenant: &Tenant, hashes: &SecretHashes) -> Result<Deployment, 
                     "spec": {
                         "automountServiceAccountToken": false,
                         "enableServiceLinks": false,
+                        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
                         "securityContext": pod_security(),
                         "containers": [with(json!({
                             "name": "kube-apiserver",
-                            "image": tenant.image(&format!("kube-apiserver:v{}", tenant.spec.version)),
+                            "image": tenant.image(&format!("kube-apiserver:v{}", tenant.version)),
                             "imagePullPolicy": "IfNotPresent",
                             "command": ["kube-apiserver"],
                             "args": flags(&defaults, &spec.extra_args),
@@ -229,6 +235,12 @@ fn default_flags(tenant: &Tenant) -> Vec<(&'static str, String)> {
         (
             "service-cluster-ip-range",
             tenant.spec.network.service_cidr.clone(),
+        ),
+        // On SIGTERM (a rolling update, a drain) keep serving while the seed's Service stops
+        // sending new connections here, then finish what is in flight: no request fails.
+        (
+            "shutdown-delay-duration",
+            format!("{SHUTDOWN_DELAY_SECONDS}s"),
         ),
         ("authorization-mode", "Node,RBAC".to_owned()),
         ("enable-admission-plugins", "NodeRestriction".to_owned()),

@@ -183,7 +183,7 @@ fn component(
                         "securityContext": pod_security(),
                         "containers": [with(json!({
                             "name": component,
-                            "image": tenant.image(&format!("{component}:v{}", tenant.spec.version)),
+                            "image": tenant.image(&format!("{component}:v{}", tenant.version)),
                             "imagePullPolicy": "IfNotPresent",
                             "command": [component],
                             "args": flags(&defaults, &spec.extra_args),

@@ -91,7 +91,10 @@ pub fn build(tenant: &Tenant, hashes: &SecretHashes) -> Result<Etcd, BuildError>
     let tuning = profile::tuning(tenant.spec.profile, Component::Etcd);
     let probes = probes(&json!({"port": METRICS_PORT}), "/readyz", "/livez");
     let storage = claim_spec(&managed.storage);
-    let hash = hashes.over(&[server.clone(), peer.clone()]);
+    // etcd reads its serving and peer certificates again for every new connection, so a renewed
+    // one (the kubelet updates the mounted Secret) needs no restart — with one member a restart
+    // would fail the API server's requests. Its trust (the CA) is read once: a new CA restarts it.
+    let hash = hashes.over(&[Item::EtcdCa.secret_name(&tenant.name)]);
     let mut statefulset: StatefulSet = typed(
         "etcd StatefulSet",
         json!({

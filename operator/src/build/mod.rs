@@ -92,6 +92,12 @@ pub struct Tenant {
     pub endpoint: Option<Endpoint>,
     /// Hibernated (see `crate::hibernation`): every workload is built with zero replicas.
     pub asleep: bool,
+    /// The Kubernetes version the control plane is built with: `spec.version`, or the running
+    /// one while an upgrade waits (the version-skew policy, see `crate::upgrade`).
+    pub version: String,
+    /// The version of the addons (kube-proxy): they follow the control plane once its rollout is
+    /// over.
+    pub addons_version: String,
 }
 
 impl Tenant {
@@ -156,6 +162,8 @@ impl Tenant {
             seed_domain: seed_domain.to_owned(),
             endpoint,
             asleep: false,
+            version: tcp.spec.version.clone(),
+            addons_version: tcp.spec.version.clone(),
         })
     }
 
@@ -202,6 +210,14 @@ impl Tenant {
         inputs
             .extra_sans
             .clone_from(&self.spec.control_plane.cert_sans);
+        // The schema's rules admit only well-formed lifetimes; anything else keeps the default.
+        let pki = &self.spec.pki;
+        if let Some(seconds) = pki.certificate_validity_seconds() {
+            inputs.validity.leaf = time::Duration::seconds(seconds);
+        }
+        if let Some(seconds) = pki.ca_validity_seconds() {
+            inputs.validity.ca = time::Duration::seconds(seconds);
+        }
         inputs
     }
 

@@ -209,7 +209,7 @@ fn cluster_configuration(tenant: &Tenant) -> String {
     format!(
         "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nclusterName: {}\nkubernetesVersion: v{}\ncontrolPlaneEndpoint: \"{endpoint}\"\ncertificatesDir: /etc/kubernetes/pki\nimageRepository: {}\nencryptionAlgorithm: ECDSA-P256\nnetworking:\n  dnsDomain: {}\n  serviceSubnet: {}\n  podSubnet: {}\n",
         tenant.name,
-        tenant.spec.version,
+        tenant.version,
         tenant.registry,
         net.cluster_domain,
         net.service_cidr,

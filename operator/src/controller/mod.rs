@@ -12,6 +12,7 @@ mod node_join;
 mod pki;
 mod restore;
 mod tenant_api;
+mod upgrade;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -167,6 +168,7 @@ pub async fn run(
 }
 
 /// What observing the children found.
+#[derive(Clone, Default)]
 struct Observation {
     conditions: Vec<Observed>,
     ready: bool,
@@ -184,6 +186,11 @@ struct Observation {
     backup: Option<hostplane_api::v1alpha1::BackupStatus>,
     /// `status.gitops` as this pass left it.
     gitops: GitOpsSeen,
+    /// `status.version` after this pass and whether an upgrade is under way (phase Upgrading);
+    /// None: as it was.
+    version: Option<crate::upgrade::VersionState>,
+    /// `status.certificates` after this pass (None: as it was).
+    certificates: Option<hostplane_api::v1alpha1::CertificatesStatus>,
 }
 
 impl Next {
@@ -206,9 +213,10 @@ impl Next {
 }
 
 /// What the next pass of a tenant waits for, after a pass that went through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 enum Next {
     /// Nothing: periodic self-healing (ready, or hibernated with every pod gone).
+    #[default]
     Resync,
     /// Nodes are registered but the addons do not run on them yet: nothing in the seed announces
     /// a change inside the tenant, so look again in a minute.
@@ -242,31 +250,12 @@ async fn reconcile_once(tcp: &Arc<TenantControlPlane>, ctx: &Context) -> Result<
     // Boxed: the pass's future is large (its many awaits), and it is moved into the runtime.
     let result = Box::pin(provision(tcp, ctx)).await;
     let (observation, endpoint) = match &result {
-        Ok((o, endpoint)) => (
-            Observation {
-                conditions: o.conditions.clone(),
-                ready: o.ready,
-                due: o.due,
-                nodes: o.nodes.clone(),
-                next: o.next,
-                hibernated: o.hibernated,
-                restoring: o.restoring,
-                backup: o.backup.clone(),
-                gitops: o.gitops.clone(),
-            },
-            Some(endpoint.clone()),
-        ),
+        Ok((o, endpoint)) => (o.clone(), Some(endpoint.clone())),
         Err(e) => (
             Observation {
                 conditions: vec![Observed::new(READY, false, e.reason(), e.to_string())],
-                ready: false,
-                due: None,
-                nodes: None,
                 next: Next::TenantAnswer,
-                hibernated: false,
-                restoring: false,
-                backup: None,
-                gitops: GitOpsSeen::Unseen,
+                ..Observation::default()
             },
             tcp.status.as_ref().and_then(|s| s.endpoint.clone()),
         ),
@@ -369,6 +358,27 @@ async fn report_replaced_roots(
     }
 }
 
+/// The PKI of this pass: what is missing or due issued and written, replaced roots reported, the
+/// earliest expiry exported; and when its certificates expire and fall due.
+async fn pki_pass(
+    tcp: &TenantControlPlane,
+    ctx: &Context,
+    tenant: &Tenant,
+    cluster_ip: &str,
+) -> Result<(pki::PkiState, crate::pki::Expiry), Error> {
+    let mut inputs = tenant.pki_inputs();
+    inputs.extra_sans.push(cluster_ip.to_owned());
+    inputs.accept_new_roots =
+        pki::accepted_roots(&tenant.name, tcp.annotations()).map_err(Error::InvalidSpec)?;
+    let pki_state = pki::ensure(&ctx.client, tenant, &inputs).await?;
+    report_replaced_roots(tcp, ctx, tenant, &inputs, &pki_state).await;
+    let expiry = pki_state.pki.expiry(inputs.validity.renewal);
+    if let Some((_, first)) = expiry.earliest {
+        ctx.metrics.certificates_expire(tcp, first);
+    }
+    Ok((pki_state, expiry))
+}
+
 /// Everything but the status write. Returns the observation and the endpoint URL.
 async fn provision(
     tcp: &TenantControlPlane,
@@ -412,20 +422,8 @@ async fn provision(
         tenant.api_server_port()
     );
 
-    let mut inputs = tenant.pki_inputs();
-    inputs.extra_sans.push(cluster_ip.clone());
-    inputs.accept_new_roots =
-        pki::accepted_roots(&tenant.name, tcp.annotations()).map_err(Error::InvalidSpec)?;
-    let pki_state = pki::ensure(client, &tenant, &inputs).await?;
-    report_replaced_roots(tcp, ctx, &tenant, &inputs, &pki_state).await;
-    if let Some(first) = crate::pki::Item::ALL
-        .iter()
-        .filter_map(|i| pki_state.pki.cert(*i))
-        .map(crate::pki::CertKeyPair::not_after)
-        .min()
-    {
-        ctx.metrics.certificates_expire(tcp, first);
-    }
+    let (pki_state, expiry) = pki_pass(tcp, ctx, &tenant, &cluster_ip).await?;
+    let version = upgrade::hold(client, tcp, &mut tenant, &probe_url).await?;
     let restore_from = tcp
         .spec
         .etcd
@@ -438,8 +436,10 @@ async fn provision(
     let applied = Applied {
         secrets: &pki_state.listed,
         service: &desired_service,
+        upgrading: version.upgrading(&tenant),
     };
     let workloads = apply_children(client, &tenant, &children, &applied).await?;
+    let rolled_out = upgrade::follow(&mut tenant, &workloads, &children, &version);
 
     if tenant.asleep && tcp.spec.gitops.as_ref().is_some_and(|g| g.agent.is_some()) {
         gitops::sleep(client, &tenant, &ctx.settings.gitops_agent_image).await?;
@@ -451,8 +451,13 @@ async fn provision(
             tcp,
             agent_image: &ctx.settings.gitops_agent_image,
         };
-        observe(client, &tenant, &pki_state, &workloads, &probe_url, &gitops).await?
+        let mut o = observe(client, &tenant, &pki_state, &workloads, &probe_url, &gitops).await?;
+        upgrade::record(&mut o, tcp, &version, rolled_out);
+        o
     };
+    // A leaf renewal is due at a time no watch event announces.
+    observation.due = earliest(observation.due, expiry.next_renewal);
+    observation.certificates = certificates_status(&tenant, &expiry);
     if let Some(r) = restore.as_mut() {
         let pass = restore::Pass {
             held,
@@ -483,6 +488,37 @@ async fn provision(
 
 /// PKIReady: what this pass issued, if anything.
 fn pki_condition(pki_state: &pki::PkiState) -> Observed {
+    if !pki_state.ca_due.is_empty() {
+        let due: Vec<String> = pki_state
+            .ca_due
+            .iter()
+            .map(|r| {
+                let until = r
+                    .not_after
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default();
+                format!(
+                    "{} {} {until}",
+                    r.item,
+                    if r.expired {
+                        "expired at"
+                    } else {
+                        "expires at"
+                    }
+                )
+            })
+            .collect();
+        return Observed::new(
+            PKI_READY,
+            false,
+            "CARenewalDue",
+            format!(
+                "{}: a CA is never replaced silently; rotate it before then, or certificates \
+                 it signed stop being trusted (docs/certificates.md)",
+                due.join("; ")
+            ),
+        );
+    }
     Observed::new(
         PKI_READY,
         true,
@@ -520,13 +556,13 @@ async fn component_states(
     let mut kcm = rollout::deployment_state(
         &kcm_name,
         workloads.deployment(&kcm_name),
-        "an available API server",
+        "the API server's rollout (one available, none of an older spec)",
     );
     let scheduler_name = build::controllers::name(tenant, "kube-scheduler");
     let mut scheduler = rollout::deployment_state(
         &scheduler_name,
         workloads.deployment(&scheduler_name),
-        "an available API server",
+        "the API server's rollout (one available, none of an older spec)",
     );
     let stuck = explain(
         client,
@@ -713,15 +749,16 @@ async fn observe(
         next,
         hibernated: false,
         restoring: false,
-        backup: None,
         gitops: gitops_status,
+        ..Observation::default()
     })
 }
 
 /// `status.gitops` after a pass: what the GitOps pass left, or (it did not run: the tenant was
 /// not reached) as it was.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 enum GitOpsSeen {
+    #[default]
     Unseen,
     Seen(Option<hostplane_api::v1alpha1::GitOpsStatus>),
 }
@@ -813,9 +850,7 @@ fn observe_asleep(
             Next::Resync
         },
         hibernated: true,
-        restoring: false,
-        backup: None,
-        gitops: GitOpsSeen::Unseen,
+        ..Observation::default()
     }
 }
 
@@ -896,10 +931,12 @@ async fn tenant_ready_and_bootstrapped(
 struct Applied<'a> {
     secrets: &'a std::collections::BTreeMap<String, Secret>,
     service: &'a Service,
+    /// An upgrade is under way: the controllers wait for the API server's whole rollout.
+    upgrading: bool,
 }
 
 /// Applies every child, in rollout order (see [`rollout`]): the API server only once etcd has a
-/// majority ready, the controllers only once an API server is available. Skipping an apply
+/// majority ready, the controllers only once the API server's rollout is over. Skipping an apply
 /// removes nothing: a running component keeps running, its update waits. What `applied` holds
 /// unchanged is not applied again.
 async fn apply_children(
@@ -948,7 +985,12 @@ async fn apply_children(
         apiserver = Some(apply::apply(client, d).await?);
     }
     let mut controllers = Vec::new();
-    if apiserver.as_ref().is_some_and(rollout::serves) {
+    let gate = if applied.upgrading {
+        rollout::rolled_out
+    } else {
+        rollout::serves
+    };
+    if apiserver.as_ref().is_some_and(gate) {
         for d in deployments
             .iter()
             .filter(|d| d.name_any() != apiserver_name)
@@ -1088,6 +1130,23 @@ async fn super_admin_kubeconfig(client: &Client, tenant: &Tenant) -> Result<Stri
     String::from_utf8(value.0.clone()).map_err(|e| Error::Tenant(format!("Secret {name}: {e}")))
 }
 
+/// `status.certificates` from a pass's PKI.
+fn certificates_status(
+    tenant: &Tenant,
+    expiry: &crate::pki::Expiry,
+) -> Option<hostplane_api::v1alpha1::CertificatesStatus> {
+    let rfc3339 = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    };
+    let (item, not_after) = expiry.earliest?;
+    Some(hostplane_api::v1alpha1::CertificatesStatus {
+        earliest_expiry: rfc3339(not_after)?,
+        earliest_expiry_secret: item.secret_name(&tenant.name),
+        next_renewal: expiry.next_renewal.and_then(rfc3339),
+    })
+}
+
 async fn write_status(
     tcp: &TenantControlPlane,
     ctx: &Context,
@@ -1100,6 +1159,14 @@ async fn write_status(
         Phase::Restoring
     } else if observation.hibernated {
         Phase::Hibernated
+    } else if !failed
+        && observation.version.as_ref().map_or_else(
+            // A pass that failed half-way does not end an upgrade.
+            || old.and_then(|s| s.phase) == Some(Phase::Upgrading),
+            |v| v.upgrading,
+        )
+    {
+        Phase::Upgrading
     } else {
         status::phase(observation.ready, failed)
     };
@@ -1127,11 +1194,11 @@ async fn write_status(
         ),
         observed_generation: tcp.metadata.generation,
         endpoint,
-        version: if observation.ready {
-            Some(tcp.spec.version.clone())
-        } else {
-            old.and_then(|s| s.version.clone())
-        },
+        version: observation
+            .version
+            .as_ref()
+            .and_then(|v| v.running.clone())
+            .or_else(|| old.and_then(|s| s.version.clone())),
         kubeconfig_secret_ref: Some(SecretReference {
             name: format!("{}-kubeconfig", tcp.name_any()),
         }),
@@ -1148,11 +1215,22 @@ async fn write_status(
             GitOpsSeen::Seen(status) => status.clone(),
             GitOpsSeen::Unseen => old.and_then(|s| s.gitops.clone()),
         },
+        certificates: observation
+            .certificates
+            .clone()
+            .or_else(|| old.and_then(|s| s.certificates.clone())),
     };
     if !status::needs_write(old, &new) {
         return Ok(());
     }
     patch_status(tcp, ctx, &new).await?;
+    if let (Some(from), Some(to)) = (old.and_then(|s| s.version.as_deref()), &new.version)
+        && from != to
+    {
+        let note = format!("every control-plane component runs {to} (was {from})");
+        info!(from, to = %to, "upgraded");
+        publish(tcp, ctx, EventType::Normal, "Upgraded", Some(note)).await;
+    }
     if old.and_then(|s| s.phase) != Some(phase) {
         let ready = observation.conditions.iter().find(|c| c.type_ == READY);
         let type_ = if failed {

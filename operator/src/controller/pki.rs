@@ -29,6 +29,8 @@ pub struct PkiState {
     /// encryption configuration), and the PKI Secrets as this pass wrote them, by name: what an
     /// apply of the children may find already in place (and skip).
     pub listed: BTreeMap<String, Secret>,
+    /// CAs due for renewal (never replaced silently): reported by PKIReady.
+    pub ca_due: Vec<crate::pki::CaRenewal>,
 }
 
 /// Reads the Secrets this tenant owns (by label and ownerReference: another tenant's
@@ -125,6 +127,7 @@ pub async fn ensure(
         }
         Err(e) => return Err(e.into()),
     };
+    let ca_due = plan.ca_renewals().to_vec();
     let pki = pki::execute(plan, now)?;
     let written = pki.changed_secrets(&existing);
     for item in &written {
@@ -148,6 +151,7 @@ pub async fn ensure(
         written,
         existed: !existing.is_empty(),
         listed,
+        ca_due,
     })
 }
 

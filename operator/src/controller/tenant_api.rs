@@ -35,14 +35,32 @@ pub async fn client(kubeconfig_yaml: &str, url: &str) -> Result<Client, Error> {
 }
 
 /// Whether the tenant answers `/readyz` with "ok". The reason when it does not.
+///
+/// An API server that answers "not ready" is asked once more: during a rolling update the
+/// Service may still send one request to an API server that is shutting down (its `/readyz`
+/// fails while it serves for `--shutdown-delay-duration`), which says nothing of the tenant. One
+/// that does not answer at all is not asked again.
 pub async fn ready(client: &Client) -> Result<(), String> {
+    match readyz(client).await {
+        Ok(()) => Ok(()),
+        Err((answered, _)) if answered => {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            readyz(client).await.map_err(|(_, why)| why)
+        }
+        Err((_, why)) => Err(why),
+    }
+}
+
+/// `/readyz` once; an error says whether the API server answered.
+async fn readyz(client: &Client) -> Result<(), (bool, String)> {
     let request = http::Request::get("/readyz")
         .body(Vec::new())
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| (false, e.to_string()))?;
     match client.request_text(request).await {
         Ok(body) if body.trim() == "ok" => Ok(()),
-        Ok(body) => Err(format!("/readyz answered {:?}", body.trim())),
-        Err(e) => Err(format!("/readyz: {e}")),
+        Ok(body) => Err((true, format!("/readyz answered {:?}", body.trim()))),
+        Err(e @ kube::Error::Api(_)) => Err((true, format!("/readyz: {e}"))),
+        Err(e) => Err((false, format!("/readyz: {e}"))),
     }
 }
 

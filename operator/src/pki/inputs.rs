@@ -88,6 +88,10 @@ impl PkiInputs {
     }
 }
 
+/// The shortest leaf lifetime: ten minutes (`spec.pki.certificateValidity`'s minimum), so a
+/// test sees renewals in minutes; a CA lives at least an hour.
+pub const MIN_LEAF_VALIDITY: Duration = Duration::minutes(10);
+
 /// Certificate lifetimes and when to renew them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Validity {
@@ -111,10 +115,13 @@ impl Default for Validity {
 
 impl Validity {
     fn validate(&self) -> Result<(), PkiError> {
-        for (what, lifetime) in [("CA", self.ca), ("leaf", self.leaf)] {
-            if lifetime < Duration::HOUR {
+        for (what, lifetime, minimum) in [
+            ("CA", self.ca, Duration::HOUR),
+            ("leaf", self.leaf, MIN_LEAF_VALIDITY),
+        ] {
+            if lifetime < minimum {
                 return Err(PkiError::InvalidInput(format!(
-                    "{what} validity {lifetime} is shorter than one hour"
+                    "{what} validity {lifetime} is shorter than {minimum}"
                 )));
             }
             // A certificate issued now must not already be due, or every reconcile would re-issue it.

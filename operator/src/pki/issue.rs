@@ -11,6 +11,7 @@ use rcgen::{
 use time::{Duration, OffsetDateTime};
 
 use super::error::PkiError;
+use super::inputs::RenewalWindow;
 use super::inspect::inspect;
 use super::item::{ByCa, Item, ItemKind};
 use super::key::PrivateKey;
@@ -124,6 +125,30 @@ impl Pki {
     pub const fn service_account_key(&self) -> &PrivateKey {
         &self.service_account
     }
+
+    /// Which certificate expires first (CAs included), and when the next leaf falls due for
+    /// renewal under `renewal` (CAs are only reported when due, never renewed: not counted).
+    #[must_use]
+    pub fn expiry(&self, renewal: RenewalWindow) -> Expiry {
+        let certs = || Item::ALL.iter().filter_map(|item| self.cert(*item));
+        let first = certs().min_by_key(|c| c.not_after);
+        Expiry {
+            earliest: first.map(|c| (c.item, c.not_after)),
+            next_renewal: certs()
+                .filter(|c| !c.item.is_root())
+                .map(|c| renewal.renew_at(c.not_before, c.not_after))
+                .min(),
+        }
+    }
+}
+
+/// When a PKI's certificates expire and fall due (see [`Pki::expiry`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expiry {
+    /// The certificate that expires first, and when.
+    pub earliest: Option<(Item, OffsetDateTime)>,
+    /// When the first leaf falls due for renewal.
+    pub next_renewal: Option<OffsetDateTime>,
 }
 
 /// Carries out `plan`: keeps what it keeps, generates a key and a certificate for everything it
@@ -155,8 +180,10 @@ pub fn execute(plan: Plan, now: OffsetDateTime) -> Result<Pki, PkiError> {
             let cert = match planned.step {
                 CertStep::Keep(cert) => cert,
                 CertStep::Issue(spec) => {
-                    let ca = Some(cas.get(issuer));
-                    issue(item, &spec, ca, now, now + validity.leaf)?
+                    let ca = cas.get(issuer);
+                    // Never past its CA: a chain is only as valid as its shortest link.
+                    let not_after = (now + validity.leaf).min(ca.not_after);
+                    issue(item, &spec, Some(ca), now, not_after)?
                 }
             };
             Ok((item, cert))

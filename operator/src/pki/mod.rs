@@ -32,7 +32,7 @@ mod tests;
 pub use action::{Action, CaRenewal, ReissueReason};
 pub use error::{PkiError, RootDefect, RootProblem};
 pub use inputs::{PkiInputs, RenewalWindow, Validity, kubernetes_service_ip};
-pub use issue::{CertKeyPair, Pki, execute};
+pub use issue::{CertKeyPair, Expiry, Pki, execute};
 pub use item::{CaItem, Item, ItemKind};
 pub use key::PrivateKey;
 pub use plan::{Plan, plan};

@@ -167,6 +167,7 @@ fn default_spec() -> TenantControlPlaneSpec {
         },
         addons: AddonsSpec::default(),
         profile: Profile::Standard,
+        pki: PkiSpec::default(),
         hibernation: None,
         backup: None,
         gitops: None,
@@ -303,6 +304,10 @@ fn full_spec() -> TenantControlPlaneSpec {
             kube_proxy: AddonSpec { enabled: false },
         },
         profile: Profile::Small,
+        pki: PkiSpec {
+            certificate_validity: "90m".into(),
+            ca_validity: "48h".into(),
+        },
         hibernation: Some(HibernationSpec {
             enabled: Some(false),
             schedules: vec![HibernationSchedule {
@@ -970,7 +975,7 @@ fn every_rule_has_a_message_and_bounded_input() {
         }
     });
     assert_eq!(
-        rules, 32,
+        rules, 35,
         "a rule was added or lost; update the tests and the e2e"
     );
 }
@@ -1024,4 +1029,55 @@ fn the_root_rule_bounds_the_name() {
         serde_json::json!([{"rule": super::NAME_RULE, "message": super::MSG_NAME}])
     );
     assert!(super::NAME_RULE.contains("size() <= 47"));
+}
+
+#[test]
+fn pki_validity_defaults_to_a_year_and_ten_years() {
+    let defaults = PkiSpec::default();
+    assert_eq!(defaults.certificate_validity_seconds(), Some(8760 * 3600));
+    assert_eq!(defaults.ca_validity_seconds(), Some(87_600 * 3600));
+    assert_accepted(&spec(&json!({})));
+    assert_accepted(&spec(
+        &json!({"pki": {"certificateValidity": "10m", "caValidity": "1h"}}),
+    ));
+    let pki = PkiSpec {
+        certificate_validity: "90m".into(),
+        ca_validity: "175200h".into(),
+    };
+    assert_eq!(pki.certificate_validity_seconds(), Some(5400));
+    assert_eq!(pki.ca_validity_seconds(), Some(175_200 * 3600));
+}
+
+#[test]
+fn pki_validity_refuses_other_forms_out_of_range_and_a_ca_shorter_than_its_leaves() {
+    let leaf = "certificateValidity must be whole minutes or hours such as 8760h or 90m, from 10m \
+                to 87600h";
+    for bad in ["9m", "0h", "010m", "87601h", "1d", "1h30m", "", "m", "8760"] {
+        assert_refused(
+            &spec(&json!({"pki": {"certificateValidity": bad, "caValidity": "175200h"}})),
+            "pki.certificateValidity",
+            leaf,
+        );
+        let pki = PkiSpec {
+            certificate_validity: bad.into(),
+            ..PkiSpec::default()
+        };
+        assert_eq!(pki.certificate_validity_seconds(), None, "{bad}");
+    }
+    let ca = "caValidity must be whole minutes or hours such as 87600h, from 1h to 175200h";
+    for bad in ["59m", "175201h", "10y"] {
+        assert_refused(
+            &spec(&json!({"pki": {"caValidity": bad, "certificateValidity": "10m"}})),
+            "pki.caValidity",
+            ca,
+        );
+    }
+    for (leaf, ca) in [("2h", "2h"), ("2h", "90m"), ("8760h", "8759h")] {
+        assert_refused(
+            &spec(&json!({"pki": {"certificateValidity": leaf, "caValidity": ca}})),
+            "pki",
+            "caValidity must be longer than certificateValidity: a certificate must not outlive \
+             its CA",
+        );
+    }
 }

@@ -436,6 +436,6 @@ fn invalid_inputs_are_refused_before_anything_is_planned() {
     };
     assert!(refused(&zero));
     let mut short = inputs();
-    short.validity.leaf = time::Duration::minutes(10);
+    short.validity.leaf = time::Duration::minutes(9);
     assert!(refused(&short));
 }

@@ -1,6 +1,7 @@
 //! `plan`: never regenerate by accident, re-issue exactly what is due, refuse to replace roots.
 
 use std::collections::BTreeMap;
+use time::Duration;
 
 use super::{days, differing, fresh, inputs, issue_all, leaves, plan_and_execute, t0};
 use crate::pki::{
@@ -423,4 +424,60 @@ fn a_stale_ca_crt_in_a_leaf_secret_is_rewritten_not_reissued() {
     assert!(plan.is_all_keep());
     let pki = execute(plan, t0()).unwrap();
     assert_eq!(pki.changed_secrets(&data), [Item::FrontProxyClient]);
+}
+
+/// A ten-minute leaf lifetime (the shortest `spec.pki.certificateValidity`): issued valid from
+/// five minutes back, due two-thirds through its fifteen minutes, so five minutes after issue;
+/// `expiry` says when, and which certificate ends first. At that moment the leaves — and only
+/// they — are re-issued, and the next renewal moves on.
+#[test]
+fn ten_minute_leaves_fall_due_five_minutes_after_issue_and_only_they_are_reissued() {
+    let mut short = inputs();
+    short.validity.leaf = Duration::minutes(10);
+    short.validity.ca = Duration::hours(1);
+    let first = issue_all(&short, t0());
+    let expiry = first.expiry(short.validity.renewal);
+    assert_eq!(expiry.next_renewal, Some(t0() + Duration::minutes(5)));
+    let (item, not_after) = expiry.earliest.unwrap();
+    assert!(!item.is_root(), "a leaf ends first, not {item}");
+    assert_eq!(not_after, t0() + Duration::minutes(10));
+    let data = first.to_secret_data();
+    let before = plan_and_execute(
+        &short,
+        &data,
+        t0() + Duration::minutes(5) - Duration::SECOND,
+    );
+    assert!(differing(&data, &before).is_empty());
+    let due = t0() + Duration::minutes(5);
+    let after = plan_and_execute(&short, &data, due);
+    let renewed: Vec<Item> = leaves().collect();
+    assert_eq!(differing(&data, &after), renewed);
+    let again = execute(plan(&short, &after, due).unwrap(), due).unwrap();
+    assert_eq!(
+        again.expiry(short.validity.renewal).next_renewal,
+        Some(due + Duration::minutes(5))
+    );
+}
+
+/// A leaf re-issued late in its CA's life ends with the CA, not after it; and the CA, due, is
+/// reported (kept, never replaced).
+#[test]
+fn a_leaf_never_outlives_its_ca_and_a_due_ca_is_reported_not_replaced() {
+    let mut short = inputs();
+    short.validity.leaf = Duration::minutes(30);
+    short.validity.ca = Duration::hours(1);
+    let data = issue_all(&short, t0()).to_secret_data();
+    let late = t0() + Duration::minutes(45);
+    let plan = plan(&short, &data, late).unwrap();
+    let due: Vec<Item> = plan.ca_renewals().iter().map(|r| r.item).collect();
+    assert_eq!(due, [Item::Ca, Item::FrontProxyCa, Item::EtcdCa]);
+    let pki = execute(plan, late).unwrap();
+    for item in leaves() {
+        let leaf = pki.cert(item).unwrap();
+        let ca = pki.issuer_of(item).unwrap();
+        assert!(leaf.not_after() <= ca.not_after(), "{item} outlives its CA");
+    }
+    for ca in [Item::Ca, Item::FrontProxyCa, Item::EtcdCa] {
+        assert_eq!(pki.to_secret_data()[&ca], data[&ca], "{ca} was replaced");
+    }
 }
