@@ -37,6 +37,37 @@ static OPERATOR: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 /// for several tenants at once on a 2-core machine.
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// A folder for a test's files (kubeconfigs, keys), removed on drop.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new() -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("e2e-scratch-{}", random_token()));
+        std::fs::create_dir_all(&dir).context("creating a scratch folder")?;
+        Ok(Self(dir))
+    }
+
+    /// Writes `text` to `name` in the folder; returns its path.
+    fn write(&self, name: &str, text: &str) -> Result<String> {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        Ok(path.to_string_lossy().into_owned())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// kubectl with the kubeconfig file `kubeconfig` (a tenant's), each request at most 10 s.
+async fn kubectl_as(kubeconfig: &str, args: &[&str]) -> Result<hostplane_e2e::CmdOutput> {
+    let mut all = vec!["--kubeconfig", kubeconfig, "--request-timeout=10s"];
+    all.extend_from_slice(args);
+    kubectl(&all).await
+}
+
 /// The messages of the Events in the test's namespace that match a field `selector`.
 async fn event_messages(env: &TestEnv, selector: &str) -> Result<String> {
     Ok(env

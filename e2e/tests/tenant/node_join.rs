@@ -8,40 +8,11 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, ensure};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use hostplane_e2e::{Attempt, CmdOutput, TestEnv, install_crds, poll_until, random_token};
+use hostplane_e2e::{Attempt, TestEnv, install_crds, poll_until, random_token};
 use k8s_openapi::api::core::v1::Secret;
 use serde_json::{Value, json};
 
-use super::Tcp;
-
-/// A folder for this test's files, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!("e2e-join-{}", random_token()));
-        std::fs::create_dir_all(&dir).context("creating a scratch folder")?;
-        Ok(Self(dir))
-    }
-
-    fn write(&self, name: &str, text: &str) -> Result<String> {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-        Ok(path.to_string_lossy().into_owned())
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-async fn kubectl_as(kubeconfig: &str, args: &[&str]) -> Result<CmdOutput> {
-    let mut all = vec!["--kubeconfig", kubeconfig, "--request-timeout=10s"];
-    all.extend_from_slice(args);
-    hostplane_e2e::kubectl(&all).await
-}
+use super::{Scratch, Tcp, kubectl_as};
 
 /// The user name the tenant sees for `kubeconfig`, or the error kubectl printed.
 async fn whoami(kubeconfig: &str) -> Result<std::result::Result<String, String>> {

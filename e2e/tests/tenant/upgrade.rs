@@ -5,13 +5,12 @@
 //! stays Ready, and the upgrade goes in order (API server, then controllers, then kube-proxy).
 //! Before that, a kubelet the new version would not support holds the upgrade with a Condition.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
-use hostplane_e2e::{Attempt, CmdOutput, TestEnv, install_crds, poll_until, random_token};
+use hostplane_e2e::{Attempt, TestEnv, install_crds, poll_until, random_token};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{Namespace, Node, Secret};
 use kube::Client;
@@ -19,7 +18,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-use super::{OPERATOR, Tcp, patch_spec};
+use super::{OPERATOR, Scratch, Tcp, kubectl_as, patch_spec};
 
 const FROM: &str = "1.35.4";
 const TO: &str = "1.36.3";
@@ -45,7 +44,9 @@ async fn an_upgrade_and_cert_renewals_fail_no_request_of_a_pod_on_a_worker_or_a_
     tcp.wait_ready().await?;
     let version = jsonpath(&env, "tcp/u1", "{.status.version}").await?;
     ensure!(version == FROM, "status.version {version:?}");
-    let admin = Kubeconfig::write(&tcp.kubeconfig().await?)?;
+    let scratch = Scratch::new()?;
+    let admin_yaml = tcp.kubeconfig().await?;
+    let admin = scratch.write("admin", &admin_yaml)?;
     let node = format!("e2e{}", &random_token()[4..10]);
     let join = format!("u1-join@{}", env.namespace());
     let added = hostplane_e2e::run_command(
@@ -54,7 +55,7 @@ async fn an_upgrade_and_cert_renewals_fail_no_request_of_a_pod_on_a_worker_or_a_
     )
     .await;
     let result = match &added {
-        Ok(out) if out.success() => upgrade_checks(&env, &tcp, &admin, &node).await,
+        Ok(out) if out.success() => upgrade_checks(&env, &tcp, &admin, &admin_yaml, &node).await,
         _ => Ok(()),
     };
     let removed = hostplane_e2e::run_command(SEED, &["node", "rm", &node]).await;
@@ -76,43 +77,15 @@ async fn jsonpath(env: &TestEnv, object: &str, path: &str) -> Result<String> {
 /// `{.status.phase} {.status.version}` of tcp/u1.
 const PHASE_VERSION: &str = "{.status.phase} {.status.version}";
 
-/// The admin kubeconfig in a file, removed on drop.
-struct Kubeconfig {
-    path: PathBuf,
-    yaml: String,
-}
-
-impl Kubeconfig {
-    fn write(yaml: &str) -> Result<Self> {
-        let path = std::env::temp_dir().join(format!("e2e-upgrade-{}", random_token()));
-        std::fs::write(&path, yaml).context("writing the admin kubeconfig")?;
-        Ok(Self {
-            path,
-            yaml: yaml.to_owned(),
-        })
-    }
-
-    async fn kubectl(&self, args: &[&str]) -> Result<CmdOutput> {
-        let path = self.path.to_string_lossy();
-        let mut all = vec!["--kubeconfig", &*path, "--request-timeout=20s"];
-        all.extend_from_slice(args);
-        hostplane_e2e::kubectl(&all).await
-    }
-}
-
-impl Drop for Kubeconfig {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
+/// `admin`: the path of the tenant's admin kubeconfig, `admin_yaml` its content.
 async fn upgrade_checks(
     env: &TestEnv,
     tcp: &Tcp<'_>,
-    admin: &Kubeconfig,
+    admin: &str,
+    admin_yaml: &str,
     node: &str,
 ) -> Result<()> {
-    let tenant = hostplane_e2e::tenant_client(&admin.yaml).await?;
+    let tenant = hostplane_e2e::tenant_client(admin_yaml).await?;
     let nodes: Api<Node> = Api::all(tenant.clone());
     poll_until(
         &format!("node {node} is Ready in the tenant"),
@@ -209,22 +182,25 @@ fn node_ready(node: &Node) -> bool {
 /// A pod on the worker reading ConfigMaps from the tenant's API every second (a read that reaches
 /// etcd), as an in-cluster client does: the `kubernetes` Service's IP, the pod's CA bundle and
 /// projected service-account token (bound to the `view` role).
-async fn start_pod_poller(admin: &Kubeconfig) -> Result<()> {
-    admin
-        .kubectl(&[
+async fn start_pod_poller(admin: &str) -> Result<()> {
+    kubectl_as(
+        admin,
+        &[
             "create",
             "clusterrolebinding",
             "poller-view",
             "--clusterrole=view",
             "--serviceaccount=default:default",
-        ])
-        .await?
-        .ok()?;
+        ],
+    )
+    .await?
+    .ok()?;
     let sa = "/var/run/secrets/kubernetes.io/serviceaccount";
     let ca = format!("{sa}/ca.crt");
     let token = format!("{sa}/token");
-    admin
-        .kubectl(&[
+    kubectl_as(
+        admin,
+        &[
             "run",
             "poller",
             "--image",
@@ -239,24 +215,27 @@ async fn start_pod_poller(admin: &Kubeconfig) -> Result<()> {
             &ca,
             "--bearer-token-file",
             &token,
-        ])
-        .await?
-        .ok()?;
-    admin
-        .kubectl(&[
+        ],
+    )
+    .await?
+    .ok()?;
+    kubectl_as(
+        admin,
+        &[
             "wait",
             "--for=condition=Ready",
             "pod/poller",
             "--timeout=60s",
-        ])
-        .await?
-        .ok()
-        .context("the poller pod did not become Ready on the worker")?;
+        ],
+    )
+    .await?
+    .ok()
+    .context("the poller pod did not become Ready on the worker")?;
     poll_until(
         "the poller pod's first call succeeds",
         Duration::from_secs(30),
         || async {
-            let logs = admin.kubectl(&["logs", "poller"]).await?.ok()?;
+            let logs = kubectl_as(admin, &["logs", "poller"]).await?.ok()?;
             Ok(if logs.stdout.lines().any(|l| l.ends_with(" ok")) {
                 Attempt::Done(())
             } else {
@@ -281,8 +260,8 @@ fn time_now() -> String {
 /// Every call the poller pod made from `since` on succeeded, and it kept calling (and its
 /// container never restarted, which would hide calls). Calls before (while it started) are
 /// printed, not counted.
-async fn check_pod_poller(admin: &Kubeconfig, since: &str) -> Result<()> {
-    let logs = admin.kubectl(&["logs", "poller"]).await?.ok()?;
+async fn check_pod_poller(admin: &str, since: &str) -> Result<()> {
+    let logs = kubectl_as(admin, &["logs", "poller"]).await?.ok()?;
     let (before, lines): (Vec<&str>, Vec<&str>) = logs.stdout.lines().partition(|l| *l < since);
     eprintln!(
         "upgrade e2e: the pod's calls before the upgrade phase: {} ({} failed)",
@@ -302,16 +281,18 @@ async fn check_pod_poller(admin: &Kubeconfig, since: &str) -> Result<()> {
         "the pod on the worker made only {} calls",
         lines.len()
     );
-    let restarts = admin
-        .kubectl(&[
+    let restarts = kubectl_as(
+        admin,
+        &[
             "get",
             "pod",
             "poller",
             "-o",
             "jsonpath={.status.containerStatuses[0].restartCount}",
-        ])
-        .await?
-        .ok()?;
+        ],
+    )
+    .await?
+    .ok()?;
     ensure!(
         restarts.stdout.trim() == "0",
         "the poller restarted {} times",
