@@ -6,6 +6,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -167,7 +169,9 @@ func get(ctx context.Context, args []string, stdout io.Writer) error {
 // poll GETs URL every interval until cancelled (or count requests), as a client of the tenant's
 // API would: one keep-alive client, the token and CA files read again for every request (the
 // kubelet rotates the token, a CA rotation changes the CA). Each request prints one line,
-// "<time> ok" or "<time> FAIL <why>", so a test counts the failures in the log.
+// "<time> ok" or "<time> FAIL <why>", so a test counts the failures in the log; a token not sent
+// before is announced first by "<time> token kid=<key id> iat=<unix> exp=<unix>" (from its JWT
+// header and claims; the token itself is never printed).
 func poll(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("poll", flag.ContinueOnError)
 	interval := fs.Duration("interval", time.Second, "time between requests")
@@ -184,6 +188,11 @@ func poll(ctx context.Context, args []string, stdout io.Writer) error {
 	defer tick.Stop()
 	for n := 1; *count == 0 || n <= *count; n++ {
 		line := "ok"
+		if news := p.tokenNews(); news != "" {
+			if _, err := fmt.Fprintf(stdout, "%s %s\n", time.Now().UTC().Format(time.RFC3339), news); err != nil {
+				return err
+			}
+		}
 		if err := p.once(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -211,6 +220,48 @@ type poller struct {
 	timeout                time.Duration
 	client                 *http.Client
 	caPEM                  []byte
+	lastToken              string
+}
+
+// tokenNews describes the token about to be sent when it is not the last one ("" otherwise).
+func (p *poller) tokenNews() string {
+	if p.tokenFile == "" {
+		return ""
+	}
+	raw, err := os.ReadFile(p.tokenFile)
+	token := strings.TrimSpace(string(raw))
+	if err != nil || token == p.lastToken {
+		return ""
+	}
+	p.lastToken = token
+	return "token " + describeJWT(token)
+}
+
+// describeJWT says "kid=K iat=N exp=N" of a JWT, without checking its signature ("kid=? ..."
+// for what it cannot read).
+func describeJWT(token string) string {
+	var header struct {
+		Kid string `json:"kid"`
+	}
+	var claims struct {
+		Iat int64 `json:"iat"`
+		Exp int64 `json:"exp"`
+	}
+	parts := strings.Split(token, ".")
+	decode := func(i int, into any) {
+		if i >= len(parts) {
+			return
+		}
+		if b, err := base64.RawURLEncoding.DecodeString(parts[i]); err == nil {
+			_ = json.Unmarshal(b, into)
+		}
+	}
+	decode(0, &header)
+	decode(1, &claims)
+	if header.Kid == "" {
+		header.Kid = "?"
+	}
+	return fmt.Sprintf("kid=%s iat=%d exp=%d", header.Kid, claims.Iat, claims.Exp)
 }
 
 func (p *poller) once(ctx context.Context) error {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/pem"
 	"io"
 	"net"
@@ -85,8 +86,11 @@ func TestPollCountsEachRequestAndRereadsTheToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 2 || !strings.HasSuffix(lines[0], " ok") || !strings.HasSuffix(lines[1], " ok") {
+	if len(lines) != 3 || !strings.HasSuffix(lines[1], " ok") || !strings.HasSuffix(lines[2], " ok") {
 		t.Fatalf("want two ok lines, got %q", out)
+	}
+	if strings.Count(out, " token kid=? iat=0 exp=0\n") != 1 {
+		t.Fatalf("want one line announcing the (not JWT) token, got %q", out)
 	}
 	// The token is read for every request: a replaced one is sent at once.
 	if err := os.WriteFile(tokenFile, []byte("bad"), 0o600); err != nil {
@@ -254,5 +258,16 @@ func checkErr(t *testing.T, err error, want string) {
 		t.Errorf("got no error, want one containing %q", want)
 	case want != "" && !strings.Contains(err.Error(), want):
 		t.Errorf("error %q does not contain %q", err, want)
+	}
+}
+
+func TestDescribeJWTReadsTheKeyIDAndTimesButNotTheSignature(t *testing.T) {
+	enc := base64.RawURLEncoding.EncodeToString
+	token := enc([]byte(`{"alg":"ES256","kid":"k-1_x"}`)) + "." + enc([]byte(`{"iat":100,"exp":700,"sub":"s"}`)) + ".c2ln"
+	if got := describeJWT(token); got != "kid=k-1_x iat=100 exp=700" {
+		t.Fatalf("got %q", got)
+	}
+	if got := describeJWT("not-a-jwt"); got != "kid=? iat=0 exp=0" {
+		t.Fatalf("got %q", got)
 	}
 }
