@@ -26,6 +26,8 @@ mod node_join;
 mod operator;
 #[path = "tenant/operator.rs"]
 mod operator_tests;
+#[path = "tenant/sa_keys.rs"]
+mod sa_keys;
 #[path = "tenant/upgrade.rs"]
 mod upgrade;
 

@@ -32,6 +32,33 @@ pub fn serves(deployment: &Deployment) -> bool {
     ) && status.and_then(|s| s.available_replicas).unwrap_or(0) >= 1
 }
 
+/// When a Deployment's last rollout was over (its `Progressing` condition turned
+/// `NewReplicaSetAvailable`), if it is. Pods of the older template may still be stopping for
+/// their grace period after that.
+pub fn rollout_finished_at(deployment: &Deployment) -> Option<time::OffsetDateTime> {
+    if !rolled_out(deployment) {
+        return None;
+    }
+    let condition = deployment
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| {
+            c.type_ == "Progressing" && c.reason.as_deref() == Some("NewReplicaSetAvailable")
+        })?;
+    let at = condition.last_update_time.as_ref()?.0.as_second();
+    time::OffsetDateTime::from_unix_timestamp(at).ok()
+}
+
+/// Since when every API server runs the current template and the pods of an older one have
+/// stopped: the rollout is over and their grace period has passed (no watch event tells when).
+pub fn api_servers_settled_at(apiserver: &Deployment) -> Option<time::OffsetDateTime> {
+    rollout_finished_at(apiserver)
+        .map(|t| t + time::Duration::seconds(crate::build::apiserver::TERMINATION_GRACE_SECONDS))
+}
+
 /// Whether a Deployment's rollout is over: its status is about its latest spec, every pod left
 /// runs that spec (none of an older one still serves or stops), and one is available. Its clients
 /// are updated only then: during an upgrade the controllers follow the API server, never lead it.
@@ -250,5 +277,37 @@ mod tests {
         assert!(!partial.ready);
         assert_eq!(partial.message, "t-apiserver: 1/2 available");
         assert!(deployment_state("t-apiserver", Some(&deployment(2, Some(2))), "etcd").ready);
+    }
+
+    #[test]
+    fn a_rollout_is_finished_when_its_progressing_condition_says_the_new_pods_are_available() {
+        use k8s_openapi::api::apps::v1::DeploymentCondition;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let at = k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        let with = |reason: &str, updated: i32| {
+            let mut d = deployment(2, Some(2));
+            let status = d.status.as_mut().unwrap();
+            status.replicas = Some(2);
+            status.updated_replicas = Some(updated);
+            status.conditions = Some(vec![DeploymentCondition {
+                type_: "Progressing".into(),
+                status: "True".into(),
+                reason: Some(reason.into()),
+                last_update_time: Some(Time(at)),
+                ..DeploymentCondition::default()
+            }]);
+            d
+        };
+        let done = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).ok();
+        assert_eq!(
+            rollout_finished_at(&with("NewReplicaSetAvailable", 2)),
+            done
+        );
+        assert_eq!(rollout_finished_at(&with("ReplicaSetUpdated", 2)), None);
+        assert_eq!(
+            rollout_finished_at(&with("NewReplicaSetAvailable", 1)),
+            None
+        );
+        assert_eq!(rollout_finished_at(&deployment(2, Some(2))), None);
     }
 }

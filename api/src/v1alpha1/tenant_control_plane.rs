@@ -57,6 +57,17 @@ pub const RESTORE_ANNOTATION: &str = "hostplane.dev/restore";
 /// handed out before stop working. Without it a lost root stops the tenant (`RootsUnavailable`).
 pub const ACCEPT_NEW_ROOTS_ANNOTATION: &str = "hostplane.dev/accept-new-roots";
 
+/// Annotation that starts a graceful rotation of the service-account signing key, named by its
+/// value (letters, digits, `.`, `_`, `-`; up to 63): a value not rotated for before starts one
+/// once no other is under way. `status.serviceAccountKey.rotation` shows its phase
+/// (docs/service-account-keys.md).
+pub const ROTATE_SA_KEY_ANNOTATION: &str = "hostplane.dev/rotate-service-account-key";
+
+/// Annotation, with the id of the rotation under way: its old key is no longer trusted now, not
+/// once the longest token lifetime has passed (tokens it signed that are still used fail).
+pub const COMPLETE_SA_KEY_ROTATION_ANNOTATION: &str =
+    "hostplane.dev/complete-service-account-key-rotation";
+
 /// The name is part of the names of the tenant's Services (DNS-1035 labels) and of its etcd
 /// StatefulSet, whose pods' names must stay within 63 characters with the revision hash the
 /// StatefulSet controller adds: `<name>-etcd` at most 52, so the name at most 47.
@@ -907,6 +918,39 @@ pub struct TenantControlPlaneStatus {
     /// The certificates the operator issued: which expires first, and the next renewal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificates: Option<CertificatesStatus>,
+
+    /// The service-account keys: which signs, which are trusted, and the last rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_key: Option<ServiceAccountKeyStatus>,
+}
+
+/// The service-account keys of the tenant, by the `kid` in the header of the tokens they sign.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountKeyStatus {
+    /// The key that signs new tokens.
+    pub signing_key_id: String,
+    /// Every key whose tokens the API servers accept (the signing one first).
+    pub accepted_key_ids: Vec<String>,
+    /// The last rotation requested with `hostplane.dev/rotate-service-account-key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<KeyRotationStatus>,
+}
+
+/// Where a key rotation is.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyRotationStatus {
+    /// The annotation's value that started it.
+    pub id: String,
+    /// `Preparing` (the new key is trusted; API servers rolling), `Rotating` (the new key signs;
+    /// the old one is still trusted), `Completing` (the old key is no longer trusted; API servers
+    /// rolling), `Completed`.
+    pub phase: String,
+    /// While `Rotating`: when the old key is no longer trusted (RFC 3339), once no token it
+    /// signed can still be valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_key_trusted_until: Option<String>,
 }
 
 /// When the tenant's certificates expire and are renewed.

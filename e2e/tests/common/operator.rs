@@ -130,7 +130,7 @@ pub async fn restart() -> Result<Replica> {
     leader(&old, Duration::from_secs(60)).await
 }
 
-/// Scales the Deployment to `n` replicas and waits for them.
+/// Scales the Deployment to `n` replicas and waits for them (for none: until no pod is left).
 pub async fn scale(n: u32) -> Result<()> {
     kubectl(&[
         "-n",
@@ -141,7 +141,26 @@ pub async fn scale(n: u32) -> Result<()> {
     ])
     .await?
     .ok()?;
-    rollout().await
+    rollout().await?;
+    if n > 0 {
+        return Ok(());
+    }
+    // The rollout counts no stopping pod: one may still finish a pass (and write) for a while.
+    poll_until(
+        "no operator pod is left",
+        Duration::from_secs(120),
+        || async {
+            let pods = kubectl(&["-n", NAMESPACE, "get", "pods", "-l", SELECTOR, "-o", "name"])
+                .await?
+                .ok()?;
+            Ok(if pods.stdout.trim().is_empty() {
+                Attempt::Done(())
+            } else {
+                Attempt::NotYet(pods.stdout)
+            })
+        },
+    )
+    .await
 }
 
 async fn rollout() -> Result<()> {

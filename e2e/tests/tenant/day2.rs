@@ -13,12 +13,12 @@ use super::{OPERATOR, Tcp, tenant_client};
 const SLEEP_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// Sets `spec.hibernation` of tcp/`name` to the JSON `value`.
-async fn hibernation(env: &TestEnv, name: &str, value: &str) -> Result<()> {
+pub(super) async fn hibernation(env: &TestEnv, name: &str, value: &str) -> Result<()> {
     super::patch_spec(env, name, &format!(r#"{{"hibernation":{value}}}"#)).await
 }
 
 /// Waits for phase Hibernated, Ready False with reason Hibernated, and no pod of the tenant.
-async fn wait_hibernated(env: &TestEnv, name: &str) -> Result<()> {
+pub(super) async fn wait_hibernated(env: &TestEnv, name: &str) -> Result<()> {
     let object = format!("tcp/{name}");
     let selector = format!("hostplane.dev/tenant={name}");
     let status = "jsonpath={.status.phase} {.status.conditions[?(@.type==\"Ready\")].status} {.status.conditions[?(@.type==\"Ready\")].reason}";

@@ -1,9 +1,10 @@
-//! Day 2 (issue 8): a version upgrade (1.35.4 to 1.36.3) and certificate renewals (ten-minute
-//! leaves, renewed every five) of a tenant with two API servers and a real worker, while a pod on
+//! Day 2 (issue 8): a version upgrade (1.35.4 to 1.36.3) and certificate renewals (20-minute
+//! leaves, renewed 11 min 40 s after issue) of a tenant with two API servers and a real worker, while a pod on
 //! the worker calls the tenant's API every second with its service-account token and a client
 //! calls it through the endpoint four times a second: none of their requests fails, the worker
 //! stays Ready, and the upgrade goes in order (API server, then controllers, then kube-proxy).
-//! Before that, a kubelet the new version would not support holds the upgrade with a Condition.
+//! Before that, a kubelet the new version would not support holds the upgrade with a Condition;
+//! during the renewal the service-account key is rotated (sa_keys.rs).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, ensure};
 use hostplane_e2e::{Attempt, TestEnv, install_crds, poll_until, random_token};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{Namespace, Node, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Secret};
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -25,7 +26,7 @@ const TO: &str = "1.36.3";
 const SEED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/seed/seed");
 /// Two API servers rolled one pod at a time, then two controllers, then kube-proxy.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(900);
-const TCP_SPEC: &str = "  controlPlane:\n    apiServer:\n      replicas: 2\n  pki:\n    certificateValidity: 10m\n    caValidity: 2h\n";
+const TCP_SPEC: &str = "  controlPlane:\n    apiServer:\n      replicas: 2\n  pki:\n    certificateValidity: 20m\n    caValidity: 2h\n";
 
 #[tokio::test]
 async fn an_upgrade_and_cert_renewals_fail_no_request_of_a_pod_on_a_worker_or_a_client()
@@ -55,7 +56,9 @@ async fn an_upgrade_and_cert_renewals_fail_no_request_of_a_pod_on_a_worker_or_a_
     )
     .await;
     let result = match &added {
-        Ok(out) if out.success() => upgrade_checks(&env, &tcp, &admin, &admin_yaml, &node).await,
+        Ok(out) if out.success() => {
+            upgrade_checks(&env, &tcp, &scratch, &admin, &admin_yaml, &node).await
+        }
         _ => Ok(()),
     };
     let removed = hostplane_e2e::run_command(SEED, &["node", "rm", &node]).await;
@@ -81,6 +84,7 @@ const PHASE_VERSION: &str = "{.status.phase} {.status.version}";
 async fn upgrade_checks(
     env: &TestEnv,
     tcp: &Tcp<'_>,
+    scratch: &Scratch,
     admin: &str,
     admin_yaml: &str,
     node: &str,
@@ -115,7 +119,7 @@ async fn upgrade_checks(
         },
     )
     .await?;
-    start_pod_poller(admin).await?;
+    start_pod_poller(scratch, admin).await?;
     // Calls are counted from here: the upgrade, the renewals and their rollouts.
     let since = time_now();
     let cert_before = apiserver_cert(env).await?;
@@ -132,7 +136,16 @@ async fn upgrade_checks(
     let steps = async {
         skew_holds_the_upgrade(env, tcp, &nodes).await?;
         wait_upgraded(env, &tenant).await?;
-        wait_renewed(env, &cert_before).await
+        // The renewal comes 11 min 40 s after the certificates were issued (two-thirds of their
+        // life, which starts five minutes before issue); meanwhile the service-account key is
+        // rotated, which waits eight minutes for the pod's new token. The clients of this test
+        // hold the first admin certificate: valid 20 minutes, long enough for both.
+        let (rotated, renewed) = tokio::join!(
+            super::sa_keys::rotate_under_a_pod(env, "u1", admin, admin_yaml),
+            wait_renewed(env, &cert_before)
+        );
+        rotated.context("the service-account key rotation")?;
+        renewed
     }
     .await;
     // Ten more seconds of calls after the last rollout.
@@ -180,9 +193,10 @@ fn node_ready(node: &Node) -> bool {
 }
 
 /// A pod on the worker reading ConfigMaps from the tenant's API every second (a read that reaches
-/// etcd), as an in-cluster client does: the `kubernetes` Service's IP, the pod's CA bundle and
-/// projected service-account token (bound to the `view` role).
-async fn start_pod_poller(admin: &str) -> Result<()> {
+/// etcd), as an in-cluster client does: the `kubernetes` Service's IP, the cluster's CA bundle and
+/// a projected service-account token (bound to the `view` role) of ten minutes, the shortest
+/// the API server issues, so the kubelet replaces it during the test (after eight).
+async fn start_pod_poller(scratch: &Scratch, admin: &str) -> Result<()> {
     kubectl_as(
         admin,
         &[
@@ -195,30 +209,33 @@ async fn start_pod_poller(admin: &str) -> Result<()> {
     )
     .await?
     .ok()?;
-    let sa = "/var/run/secrets/kubernetes.io/serviceaccount";
-    let ca = format!("{sa}/ca.crt");
-    let token = format!("{sa}/token");
-    kubectl_as(
-        admin,
-        &[
-            "run",
-            "poller",
-            "--image",
-            "hostplane.dev/e2e/test-client:dev",
-            "--image-pull-policy=Never",
-            "--command",
-            "--",
-            "/usr/local/bin/test-client",
-            "poll",
-            "https://10.96.0.1/api/v1/namespaces/default/configmaps?limit=1",
-            "--ca",
-            &ca,
-            "--bearer-token-file",
-            &token,
-        ],
-    )
-    .await?
-    .ok()?;
+    let dir = "/var/run/secrets/tenant-api";
+    let pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "poller", "namespace": "default"},
+        "spec": {
+            "automountServiceAccountToken": false,
+            "containers": [{
+                "name": "poller",
+                "image": "hostplane.dev/e2e/test-client:dev",
+                "imagePullPolicy": "Never",
+                "command": [
+                    "/usr/local/bin/test-client", "poll",
+                    "https://10.96.0.1/api/v1/namespaces/default/configmaps?limit=1",
+                    "--ca", format!("{dir}/ca.crt"),
+                    "--bearer-token-file", format!("{dir}/token"),
+                ],
+                "volumeMounts": [{"name": "tenant-api", "mountPath": dir, "readOnly": true}],
+            }],
+            "volumes": [{"name": "tenant-api", "projected": {"sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": 600}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            ]}}],
+        },
+    });
+    let manifest = scratch.write("poller.json", &pod.to_string())?;
+    kubectl_as(admin, &["apply", "-f", &manifest]).await?.ok()?;
     kubectl_as(
         admin,
         &[
@@ -544,12 +561,12 @@ async fn next_renewal(env: &TestEnv) -> Result<String> {
     Ok(at)
 }
 
-/// The serving certificate was renewed (ten-minute leaves are due five minutes after issue), and
+/// The serving certificate was renewed (20-minute leaves are due 11 min 40 s after issue), and
 /// the API servers rolled onto it: every pod of the latest template, both available.
 async fn wait_renewed(env: &TestEnv, before: &[u8]) -> Result<()> {
     poll_until(
         "the API server's serving certificate is renewed and rolled out",
-        Duration::from_secs(600),
+        Duration::from_secs(900),
         || async {
             let now = apiserver_cert(env).await?;
             let d = env.api::<Deployment>().get("u1-apiserver").await?;
@@ -653,9 +670,10 @@ async fn deployment_rollout(env: &TestEnv, name: &str) -> Result<Option<Rollout>
 /// An upgrade whose operator goes away half-way — the API server already rolling to the new
 /// version — stays where it was (the controllers on the old version, `status.version` old, phase
 /// Upgrading) and goes on from there once an operator runs again: nothing is stored but what the
-/// Deployments and the status show.
+/// Deployments and the status show. Then the same for a service-account key rotation.
 #[tokio::test]
-async fn an_upgrade_resumes_where_it_was_after_the_operator_stops_half_way() -> Result<()> {
+async fn an_upgrade_and_a_key_rotation_resume_where_they_were_after_the_operator_stops_half_way()
+-> Result<()> {
     let _operator = OPERATOR.write().await;
     install_crds().await?;
     let env = TestEnv::new("tcp-upgrade-resume").await?;
@@ -723,5 +741,80 @@ async fn an_upgrade_resumes_where_it_was_after_the_operator_stops_half_way() -> 
             })
         },
     )
-    .await
+    .await?;
+    super::sa_keys::resumes_after_the_operator_stops(&env, "r1").await
+}
+
+/// An upgrade asked for while the tenant sleeps waits for it to wake: nothing starts (no pod,
+/// `status.version` and phase unchanged); once woken it runs the new version, with its data and
+/// the `Upgraded` Event (issue 9).
+#[tokio::test]
+async fn an_upgrade_asked_for_while_hibernated_is_applied_on_wake() -> Result<()> {
+    let _operator = OPERATOR.read().await;
+    install_crds().await?;
+    let env = TestEnv::new("tcp-upgrade-wake").await?;
+    let tcp = Tcp::apply_version(&env, "w1", FROM, "").await?;
+    tcp.wait_ready().await?;
+    let kubeconfig = tcp.kubeconfig().await?;
+    let marker = random_token();
+    let config_maps = || async {
+        let client = hostplane_e2e::tenant_client(&kubeconfig).await?;
+        Ok::<_, anyhow::Error>(Api::<ConfigMap>::namespaced(client, "default"))
+    };
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "before-sleep"}, "data": {"marker": marker},
+    }))?;
+    config_maps()
+        .await?
+        .create(&PostParams::default(), &cm)
+        .await
+        .context("creating a ConfigMap in the tenant")?;
+    super::day2::hibernation(&env, "w1", r#"{"enabled":true}"#).await?;
+    super::day2::wait_hibernated(&env, "w1").await?;
+
+    patch_spec(&env, "w1", &format!(r#"{{"version":"{TO}"}}"#)).await?;
+    // A window for a start that should not happen (an upgrade of a sleeping tenant would start
+    // pods or move the status), not a speed check.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let seen = jsonpath(&env, "tcp/w1", PHASE_VERSION).await?;
+    ensure!(
+        seen == format!("Hibernated {FROM}"),
+        "asleep, after the version changed, the status says {seen:?}"
+    );
+    let pods = env
+        .kubectl(&["get", "pods", "-l", "hostplane.dev/tenant=w1", "-o", "name"])
+        .await?
+        .ok()?;
+    ensure!(
+        pods.stdout.trim().is_empty(),
+        "pods started while asleep: {}",
+        pods.stdout
+    );
+
+    super::day2::hibernation(&env, "w1", "null").await?;
+    poll_until("tcp/w1 woke and upgraded", UPGRADE_TIMEOUT, || async {
+        let seen = jsonpath(&env, "tcp/w1", PHASE_VERSION).await?;
+        Ok(if seen == format!("Ready {TO}") {
+            Attempt::Done(())
+        } else {
+            Attempt::NotYet(seen)
+        })
+    })
+    .await?;
+    let back = config_maps()
+        .await?
+        .get("before-sleep")
+        .await
+        .context("reading the ConfigMap written before hibernation")?;
+    ensure!(
+        back.data.as_ref().and_then(|d| d.get("marker")) == Some(&marker),
+        "the ConfigMap came back different: {:?}",
+        back.data
+    );
+    let events = super::event_messages(&env, "involvedObject.name=w1,reason=Upgraded").await?;
+    ensure!(
+        events.contains(&format!("runs {TO} (was {FROM})")),
+        "no Upgraded Event: {events:?}"
+    );
+    Ok(())
 }

@@ -4,7 +4,8 @@
 //! kube-proxy to work). Applied inside the tenant; an addon switched off is deleted there.
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Service, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use serde_json::json;
 
@@ -22,6 +23,48 @@ pub const KUBE_PROXY: &str = "kube-proxy";
 /// The CoreDNS image tag pinned in e2e/versions.env (`v<version>`).
 pub fn coredns_image_tag() -> String {
     format!("v{}", super::pinned("COREDNS_VERSION"))
+}
+
+/// The endpoints of the `default/kubernetes` Service inside the tenant — the tenant's endpoint,
+/// address and port, where pods reach the API servers (the API server's own lease reconciler
+/// would write its advertise address with its bind port, wrong behind a Service that maps
+/// ports; it runs with `--endpoint-reconciler-type=none`, see apiserver.rs) — when the endpoint
+/// is an IP address (otherwise the API server writes them itself).
+pub fn kubernetes_endpoints(
+    tenant: &Tenant,
+) -> Result<Option<(Endpoints, EndpointSlice)>, BuildError> {
+    let Some((ip, port)) = tenant.endpoint.as_ref().and_then(|e| {
+        let ip = e.host.parse::<std::net::IpAddr>().ok()?;
+        Some((ip, e.port))
+    }) else {
+        return Ok(None);
+    };
+    let managed = json!({"app.kubernetes.io/managed-by": MANAGED_BY});
+    let mut endpoints_labels = managed.clone();
+    // Mirrored by nothing: the slice below is written as well.
+    endpoints_labels["endpointslice.kubernetes.io/skip-mirror"] = json!("true");
+    let endpoints: Endpoints = typed(
+        "kubernetes Endpoints",
+        json!({
+            "metadata": {"name": "kubernetes", "namespace": "default", "labels": endpoints_labels},
+            "subsets": [{
+                "addresses": [{"ip": ip.to_string()}],
+                "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+            }],
+        }),
+    )?;
+    let mut slice_labels = managed;
+    slice_labels["kubernetes.io/service-name"] = json!("kubernetes");
+    let slice: EndpointSlice = typed(
+        "kubernetes EndpointSlice",
+        json!({
+            "metadata": {"name": "kubernetes", "namespace": "default", "labels": slice_labels},
+            "addressType": if ip.is_ipv4() { "IPv4" } else { "IPv6" },
+            "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true}}],
+            "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+        }),
+    )?;
+    Ok(Some((endpoints, slice)))
 }
 
 /// An addon's objects inside the tenant, by kind.

@@ -16,7 +16,7 @@ use super::pod::{
 };
 use super::profile::{self, Component};
 use super::{BuildError, Tenant, etcd};
-use crate::pki::{CA_CRT, Item, SA_KEY, SA_PUB, TLS_CRT, TLS_KEY};
+use crate::pki::{CA_CRT, Item, SA_KEY, TLS_CRT, TLS_KEY, VERIFY_PUB};
 
 pub const COMPONENT: &str = "kube-apiserver";
 /// The port kube-apiserver listens on in its pod (the Service maps `spec.controlPlane.service.port` to it).
@@ -27,8 +27,53 @@ const PKI: &str = "/etc/kubernetes/pki";
 /// Seconds a stopping API server keeps serving before it closes its listener
 /// (`--shutdown-delay-duration`): time for every node's Service rules to drop it.
 const SHUTDOWN_DELAY_SECONDS: i64 = 10;
+/// The longest a token the API server issues is valid (`--service-account-max-token-expiration`;
+/// the kubelet's default 1-year tokens are capped to it too): how long a rotated-out
+/// service-account key stays trusted. Gardener's default is 30 days; a day keeps a rotation short.
+pub const MAX_TOKEN_HOURS: i64 = 24;
+/// The flag that caps token lifetimes.
+const MAX_TOKEN_FLAG: &str = "service-account-max-token-expiration";
+
+/// The longest lifetime of a token the tenant's API servers issue: `MAX_TOKEN_HOURS`, or what
+/// `extraArgs` set instead. A value that is no Go duration of h/m/s keeps a rotated-out key a
+/// year (the API server refuses such a flag anyway, and the longest a token can otherwise live).
+pub fn max_token_lifetime(tenant: &Tenant) -> time::Duration {
+    // As `flags` reads them: `--name` and `name` are one flag, the last one wins.
+    let set = tenant
+        .spec
+        .control_plane
+        .api_server
+        .extra_args
+        .iter()
+        .rfind(|(k, _)| k.trim_start_matches('-') == MAX_TOKEN_FLAG);
+    match set {
+        None => time::Duration::hours(MAX_TOKEN_HOURS),
+        Some((_, value)) => go_duration(value).unwrap_or(time::Duration::days(365)),
+    }
+}
+
+/// A Go duration made of hours, minutes and seconds (`24h`, `1h30m`, `5400s`), when it is one.
+fn go_duration(value: &str) -> Option<time::Duration> {
+    let mut total = time::Duration::ZERO;
+    let mut number = String::new();
+    for c in value.trim().chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let n: i64 = number.parse().ok()?;
+        number.clear();
+        total += match c {
+            'h' => time::Duration::hours(n),
+            'm' => time::Duration::minutes(n),
+            's' => time::Duration::seconds(n),
+            _ => return None,
+        };
+    }
+    (number.is_empty() && total > time::Duration::ZERO).then_some(total)
+}
 /// The pod's grace period: the shutdown delay and then up to 30 s for requests in flight.
-const TERMINATION_GRACE_SECONDS: i64 = SHUTDOWN_DELAY_SECONDS + 30;
+pub const TERMINATION_GRACE_SECONDS: i64 = SHUTDOWN_DELAY_SECONDS + 30;
 
 pub fn name(tenant: &Tenant) -> String {
     format!("{}-apiserver", tenant.name)
@@ -110,7 +155,7 @@ pub fn deployment(tenant: &Tenant, hashes: &SecretHashes) -> Result<Deployment, 
         (
             "sa",
             Item::ServiceAccount.secret_name(t),
-            vec![SA_KEY, SA_PUB],
+            vec![SA_KEY, VERIFY_PUB],
             format!("{PKI}/sa"),
         ),
         (
@@ -227,7 +272,13 @@ fn default_flags(tenant: &Tenant) -> Vec<(&'static str, String)> {
                 tenant.spec.network.cluster_domain
             ),
         ),
-        ("service-account-key-file", format!("{PKI}/sa/{SA_PUB}")),
+        // Every key tokens are accepted of: the signer's, and during a rotation the next one or
+        // the one that signed before (crate::pki::sa_keys).
+        ("service-account-key-file", format!("{PKI}/sa/{VERIFY_PUB}")),
+        (
+            "service-account-max-token-expiration",
+            format!("{MAX_TOKEN_HOURS}h"),
+        ),
         (
             "service-account-signing-key-file",
             format!("{PKI}/sa/{SA_KEY}"),
@@ -257,6 +308,12 @@ fn default_flags(tenant: &Tenant) -> Vec<(&'static str, String)> {
         .filter(|e| e.host.parse::<std::net::IpAddr>().is_ok())
     {
         defaults.push(("advertise-address", endpoint.host.clone()));
+        // Every replica advertises this one address, and the default (lease) reconciler keys
+        // the `kubernetes` Service's endpoints by address: a replica that stops deleted the
+        // shared entry, and pods inside saw `connection refused` until another one wrote it
+        // again (up to 10 s). The operator writes those endpoints instead
+        // (addons::kubernetes_endpoints).
+        defaults.push(("endpoint-reconciler-type", "none".to_owned()));
     }
     if spec.replicas > 1 {
         // Clients on long-lived connections are sent elsewhere now and then, so load spreads.

@@ -27,7 +27,14 @@ impl SecretHashes {
                 .iter()
                 .map(|s| {
                     let mut bytes = Vec::new();
-                    for (k, v) in s.data.iter().flatten() {
+                    // Bookkeeping beside key material is mounted by no pod (the state of a
+                    // service-account key rotation): writing it rolls nothing.
+                    let mounted = s
+                        .data
+                        .iter()
+                        .flatten()
+                        .filter(|(k, _)| !k.starts_with(crate::pki::BOOKKEEPING_PREFIX));
+                    for (k, v) in mounted {
                         bytes.extend_from_slice(k.as_bytes());
                         bytes.push(0);
                         bytes.extend_from_slice(&v.0);

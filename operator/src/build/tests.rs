@@ -116,12 +116,144 @@ fn the_same_inputs_build_the_same_objects() {
 }
 
 #[test]
+fn the_kubernetes_service_points_at_the_endpoint_that_the_operator_writes_itself() {
+    let t = tenant(&json!({"version": "1.36.3"}));
+    let (endpoints, slice) = crate::build::addons::kubernetes_endpoints(&t)
+        .unwrap()
+        .unwrap();
+    let subset = &endpoints.subsets.as_ref().unwrap()[0];
+    assert_eq!(subset.addresses.as_ref().unwrap()[0].ip, "10.86.0.50");
+    assert_eq!(subset.ports.as_ref().unwrap()[0].port, 6443);
+    assert_eq!(
+        endpoints.labels()["endpointslice.kubernetes.io/skip-mirror"],
+        "true"
+    );
+    assert_eq!(slice.address_type, "IPv4");
+    assert_eq!(
+        slice.endpoints.as_ref().unwrap()[0].addresses,
+        ["10.86.0.50"]
+    );
+    assert_eq!(slice.labels()["kubernetes.io/service-name"], "kubernetes");
+    assert_eq!(slice.ports.as_ref().unwrap()[0].port, Some(6443));
+    // Behind a port that is not the API server's own (a LoadBalancer on 443, a NodePort): the
+    // port pods reach it on.
+    let mapped = Tenant::new(
+        &tcp(&json!({"version": "1.36.3"})),
+        "cluster.local",
+        Some(Endpoint {
+            host: "10.86.0.50".into(),
+            port: 443,
+        }),
+    )
+    .unwrap();
+    let (endpoints, slice) = crate::build::addons::kubernetes_endpoints(&mapped)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        endpoints.subsets.as_ref().unwrap()[0]
+            .ports
+            .as_ref()
+            .unwrap()[0]
+            .port,
+        443
+    );
+    assert_eq!(slice.ports.as_ref().unwrap()[0].port, Some(443));
+    // A DNS name as the endpoint: the API server keeps writing them (lease reconciler).
+    let endpoint = Endpoint {
+        host: "api.example.com".into(),
+        port: 6443,
+    };
+    let named = Tenant::new(
+        &tcp(&json!({"version": "1.36.3"})),
+        "cluster.local",
+        Some(endpoint),
+    )
+    .unwrap();
+    assert!(
+        crate::build::addons::kubernetes_endpoints(&named)
+            .unwrap()
+            .is_none()
+    );
+    let c = build(&named, &pki_for(&named), &KEY).unwrap();
+    let a = args(deployment(&c, "t-apiserver"));
+    assert!(
+        !a.iter()
+            .any(|f| f.starts_with("--endpoint-reconciler-type")),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn a_rotated_out_service_account_key_is_trusted_as_long_as_the_longest_token_lives() {
+    let lifetime = |args: serde_json::Value| {
+        let t = tenant(
+            &json!({"version": "1.36.3", "controlPlane": {"apiServer": {"extraArgs": args}}}),
+        );
+        apiserver::max_token_lifetime(&t)
+    };
+    assert_eq!(lifetime(json!({})), time::Duration::hours(24));
+    let key = "service-account-max-token-expiration";
+    assert_eq!(lifetime(json!({key: "720h"})), time::Duration::hours(720));
+    assert_eq!(
+        lifetime(json!({format!("--{key}"): "2h"})),
+        time::Duration::hours(2),
+        "spelled as a flag"
+    );
+    assert_eq!(
+        lifetime(json!({key: "1h30m15s"})),
+        time::Duration::seconds(5415)
+    );
+    for unreadable in ["", "1d", "h", "24", "1.5h", "-1h"] {
+        assert_eq!(
+            lifetime(json!({key: unreadable})),
+            time::Duration::days(365),
+            "{unreadable:?}"
+        );
+    }
+}
+
+#[test]
+fn a_service_account_key_rotation_step_rolls_the_api_servers_and_the_controller_manager() {
+    let t = tenant(&json!({"version": "1.36.3"}));
+    let mut pki = pki_for(&t);
+    let hashes = |pki: &Pki| {
+        let built = build(&t, pki, &KEY).unwrap();
+        ["t-apiserver", "t-controller-manager", "t-scheduler"]
+            .map(|name| hash(deployment(&built, name)))
+    };
+    let mut before = hashes(&pki);
+    let when = time::OffsetDateTime::from_unix_timestamp(1_780_000_000).unwrap();
+    for change in [
+        pki::SaChange::Start("r1".to_owned()),
+        pki::SaChange::Switch,
+        pki::SaChange::Schedule(when),
+        pki::SaChange::Retire,
+    ] {
+        pki.rotate_service_account(&change).unwrap();
+        let after = hashes(&pki);
+        // The time the old key falls due is bookkeeping, mounted by no pod: nothing rolls.
+        let rolls = !matches!(change, pki::SaChange::Schedule(_));
+        assert_eq!(before[0] != after[0], rolls, "apiserver, {change:?}");
+        assert_eq!(
+            before[1] != after[1],
+            rolls,
+            "controller-manager, {change:?}"
+        );
+        assert_eq!(before[2], after[2], "scheduler, {change:?}");
+        before = after;
+    }
+}
+
+#[test]
 fn apiserver_flags_point_at_etcd_keys_and_encryption() {
     let (_, c) = children(&json!({"version": "1.36.3"}));
     let a = args(deployment(&c, "t-apiserver"));
     for want in [
         "--etcd-servers=https://t-etcd-0.t-etcd.ns.svc.cluster.local:2379",
         "--service-account-signing-key-file=/etc/kubernetes/pki/sa/sa.key",
+        "--service-account-key-file=/etc/kubernetes/pki/sa/verify.pub",
+        "--service-account-max-token-expiration=24h",
+        "--endpoint-reconciler-type=none",
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
         "--encryption-provider-config=/etc/kubernetes/encryption/encryption-config.yaml",
         "--advertise-address=10.86.0.50",

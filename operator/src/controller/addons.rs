@@ -3,7 +3,8 @@
 
 use hostplane_api::v1alpha1::NodeCounts;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Service, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt as _};
@@ -21,6 +22,11 @@ pub struct AddonsState {
 }
 
 pub async fn ensure(client: &Client, tenant: &Tenant) -> Result<AddonsState, Error> {
+    // What pods inside reach the API server by (the `kubernetes` Service), before any addon.
+    if let Some((endpoints, slice)) = addons::kubernetes_endpoints(tenant)? {
+        apply_namespaced::<Endpoints>(client, &endpoints).await?;
+        apply_namespaced::<EndpointSlice>(client, &slice).await?;
+    }
     let nodes = count_nodes(client).await?;
     let wanted = [
         (

@@ -11,6 +11,7 @@ mod gitops;
 mod node_join;
 mod pki;
 mod restore;
+mod sa_rotation;
 mod tenant_api;
 mod upgrade;
 
@@ -191,17 +192,28 @@ struct Observation {
     version: Option<crate::upgrade::VersionState>,
     /// `status.certificates` after this pass (None: as it was).
     certificates: Option<hostplane_api::v1alpha1::CertificatesStatus>,
+    /// `status.serviceAccountKey` after this pass (None: as it was).
+    service_account_key: Option<hostplane_api::v1alpha1::ServiceAccountKeyStatus>,
 }
 
 impl Next {
+    /// How long until the next pass at the latest. A pass over an unchanged tenant writes nothing;
+    /// the periodic one (a safety net only while a watch event is awaited) is spread over the
+    /// tenants.
+    fn wait(self, uid: Option<&str>) -> Duration {
+        match self {
+            Next::Resync | Next::SeedWorkload => jittered(RESYNC_SECONDS, uid),
+            Next::NodesSettling | Next::PodsNotReady => jittered(60, uid),
+            Next::TenantAnswer => Duration::from_secs(5),
+        }
+    }
+
     /// After a pass of an awake tenant: its seed workloads ready or not, the tenant ready or not,
     /// its nodes settling or not.
     #[allow(clippy::fn_params_excessive_bools)] // four facts of one pass, named at the call
     fn after(workloads_ready: bool, ready: bool, settling: bool, stuck: bool) -> Self {
-        if stuck {
-            Next::PodsStuck
-        } else if !workloads_ready {
-            Next::SeedWorkload
+        if stuck || !workloads_ready {
+            Next::PodsNotReady
         } else if !ready {
             Next::TenantAnswer
         } else if settling {
@@ -221,15 +233,17 @@ enum Next {
     /// Nodes are registered but the addons do not run on them yet: nothing in the seed announces
     /// a change inside the tenant, so look again in a minute.
     NodesSettling,
-    /// A seed workload's status change, a watch event of an owned StatefulSet or Deployment: no
-    /// polling. (Polling every 5 s, 1000 TCPs whose pods could not start kept the seed's API
-    /// server busy and the operator re-reconciling instead of provisioning: e2e/bench/scale.)
+    /// A hibernating tenant's pods going away: a watch event of an owned StatefulSet or
+    /// Deployment, no polling.
     SeedWorkload,
     /// The workloads are up; whether the tenant answers is nothing the seed announces: poll.
     TenantAnswer,
-    /// A component's pods have a problem `diagnose` named (an image, a volume, a crash loop):
-    /// pods are not watched, so look again in a minute to follow it (fixed, or another).
-    PodsStuck,
+    /// A component's pods are not ready, with a problem `diagnose` named (an image, a volume, a
+    /// crash loop) or none yet: a watch event of the owner, or a look again in a minute. Pods are
+    /// not watched, and a pod going from ContainerCreating to ErrImagePull changes nothing of its
+    /// StatefulSet (a tenant waited the 10-minute resync before it said why). Not every 5 s: 1000
+    /// TCPs whose pods could not start kept the seed's API server busy (e2e/bench/scale).
+    PodsNotReady,
 }
 
 #[instrument(skip_all, fields(tcp = %tcp.name_any(), ns = tcp.namespace().unwrap_or_default()))]
@@ -271,15 +285,9 @@ async fn reconcile_once(tcp: &Arc<TenantControlPlane>, ctx: &Context) -> Result<
         let secs = (due - time::OffsetDateTime::now_utc()).whole_seconds();
         Duration::from_secs(u64::try_from(secs).unwrap_or(0).max(1))
     });
-    // A pass over an unchanged tenant writes nothing; the periodic one (a safety net only while
-    // a watch event is awaited) is spread over the tenants.
-    let uid = tcp.metadata.uid.as_deref();
-    let wait = match o.next {
-        Next::Resync | Next::SeedWorkload => jittered(RESYNC_SECONDS, uid),
-        Next::NodesSettling | Next::PodsStuck => jittered(60, uid),
-        Next::TenantAnswer => Duration::from_secs(5),
-    };
-    Ok(Action::requeue(wait.min(until_due)))
+    Ok(Action::requeue(
+        o.next.wait(tcp.metadata.uid.as_deref()).min(until_due),
+    ))
 }
 
 /// Whether the TCP carries `hostplane.dev/paused: "true"`.
@@ -338,14 +346,10 @@ async fn report_replaced_roots(
     tcp: &TenantControlPlane,
     ctx: &Context,
     tenant: &Tenant,
-    inputs: &crate::pki::PkiInputs,
     pki_state: &pki::PkiState,
 ) {
-    for item in pki_state
-        .written
-        .iter()
-        .filter(|i| pki_state.existed && inputs.accept_new_roots.contains(i))
-    {
+    // Replaced, not merely written (a Secret that gains a key is written too).
+    for item in &pki_state.replaced {
         let note = format!(
             "the {} Secret {} was replaced by a new one, as {} asked; everything it signed is \
              re-issued (credentials handed out before no longer work). Remove the annotation.",
@@ -356,6 +360,18 @@ async fn report_replaced_roots(
         warn!(secret = %item.secret_name(&tenant.name), "a root of trust was replaced, as accepted");
         publish(tcp, ctx, EventType::Warning, "RootReplaced", Some(note)).await;
     }
+}
+
+/// When the API servers of an older template will have stopped, if that is still to come (no
+/// watch event tells): a key rotation moves on then, and the `kubernetes` endpoints one of them
+/// removed as it stopped (an API server of before `--endpoint-reconciler-type=none`) are
+/// written again.
+fn api_servers_settle(workloads: &Workloads) -> Option<time::OffsetDateTime> {
+    workloads
+        .apiserver
+        .as_ref()
+        .and_then(rollout::api_servers_settled_at)
+        .filter(|t| *t > time::OffsetDateTime::now_utc())
 }
 
 /// The PKI of this pass: what is missing or due issued and written, replaced roots reported, the
@@ -371,7 +387,7 @@ async fn pki_pass(
     inputs.accept_new_roots =
         pki::accepted_roots(&tenant.name, tcp.annotations()).map_err(Error::InvalidSpec)?;
     let pki_state = pki::ensure(&ctx.client, tenant, &inputs).await?;
-    report_replaced_roots(tcp, ctx, tenant, &inputs, &pki_state).await;
+    report_replaced_roots(tcp, ctx, tenant, &pki_state).await;
     let expiry = pki_state.pki.expiry(inputs.validity.renewal);
     if let Some((_, first)) = expiry.earliest {
         ctx.metrics.certificates_expire(tcp, first);
@@ -422,7 +438,7 @@ async fn provision(
         tenant.api_server_port()
     );
 
-    let (pki_state, expiry) = pki_pass(tcp, ctx, &tenant, &cluster_ip).await?;
+    let (mut pki_state, expiry) = pki_pass(tcp, ctx, &tenant, &cluster_ip).await?;
     let version = upgrade::hold(client, tcp, &mut tenant, &probe_url).await?;
     let restore_from = tcp
         .spec
@@ -440,6 +456,7 @@ async fn provision(
     };
     let workloads = apply_children(client, &tenant, &children, &applied).await?;
     let rolled_out = upgrade::follow(&mut tenant, &workloads, &children, &version);
+    let sa_keys = sa_rotation::pass(tcp, ctx, &tenant, &mut pki_state.pki, &workloads).await?;
 
     if tenant.asleep && tcp.spec.gitops.as_ref().is_some_and(|g| g.agent.is_some()) {
         gitops::sleep(client, &tenant, &ctx.settings.gitops_agent_image).await?;
@@ -458,6 +475,9 @@ async fn provision(
     // A leaf renewal is due at a time no watch event announces.
     observation.due = earliest(observation.due, expiry.next_renewal);
     observation.certificates = certificates_status(&tenant, &expiry);
+    observation.due = earliest(observation.due, sa_keys.due);
+    observation.due = earliest(observation.due, api_servers_settle(&workloads));
+    observation.service_account_key = Some(sa_keys.status);
     if let Some(r) = restore.as_mut() {
         let pass = restore::Pass {
             held,
@@ -1219,6 +1239,10 @@ async fn write_status(
             .certificates
             .clone()
             .or_else(|| old.and_then(|s| s.certificates.clone())),
+        service_account_key: observation
+            .service_account_key
+            .clone()
+            .or_else(|| old.and_then(|s| s.service_account_key.clone())),
     };
     if !status::needs_write(old, &new) {
         return Ok(());
@@ -1272,11 +1296,25 @@ async fn publish(
     reason: &str,
     note: Option<String>,
 ) {
+    publish_action(tcp, ctx, type_, reason, "Reconcile", note).await;
+}
+
+/// An Event with its own action. kube-runtime's recorder folds Events of the same object, type,
+/// reason and action into one series that keeps the first note: steps of one procedure that
+/// follow each other within minutes need an action each, or only the first step's note shows.
+async fn publish_action(
+    tcp: &TenantControlPlane,
+    ctx: &Context,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: Option<String>,
+) {
     let event = Event {
         type_,
         reason: reason.to_owned(),
         note,
-        action: "Reconcile".to_owned(),
+        action: action.to_owned(),
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&event, &tcp.object_ref(&())).await {
@@ -1309,7 +1347,21 @@ fn error_policy(tcp: Arc<TenantControlPlane>, error: &Error, ctx: Arc<Context>) 
 mod tests {
     use std::time::Duration;
 
-    use super::jittered;
+    use super::{Next, jittered};
+
+    #[test]
+    fn pods_that_are_not_ready_are_looked_at_again_within_a_minute_problem_or_not() {
+        // workloads ready, tenant ready, settling, a problem named
+        for stuck in [false, true] {
+            let next = Next::after(false, false, false, stuck);
+            assert_eq!(next, Next::PodsNotReady);
+            assert!(next.wait(Some("uid")) <= Duration::from_secs(66));
+        }
+        assert_eq!(Next::after(true, false, false, false), Next::TenantAnswer);
+        assert_eq!(Next::after(true, true, true, false), Next::NodesSettling);
+        assert_eq!(Next::after(true, true, false, false), Next::Resync);
+        assert!(Next::Resync.wait(Some("uid")) >= Duration::from_secs(540));
+    }
 
     #[test]
     fn resyncs_spread_between_nine_and_eleven_tenths_of_the_period() {

@@ -31,6 +31,8 @@ pub struct PkiState {
     pub listed: BTreeMap<String, Secret>,
     /// CAs due for renewal (never replaced silently): reported by PKIReady.
     pub ca_due: Vec<crate::pki::CaRenewal>,
+    /// Roots replaced in this pass, as `hostplane.dev/accept-new-roots` accepted.
+    pub replaced: Vec<Item>,
 }
 
 /// Reads the Secrets this tenant owns (by label and ownerReference: another tenant's
@@ -128,6 +130,17 @@ pub async fn ensure(
         Err(e) => return Err(e.into()),
     };
     let ca_due = plan.ca_renewals().to_vec();
+    let replaced = plan
+        .actions()
+        .into_iter()
+        .filter(|(_, action)| {
+            matches!(
+                action,
+                pki::Action::Reissue(pki::ReissueReason::ReplacementAccepted(_))
+            )
+        })
+        .map(|(item, _)| item)
+        .collect();
     let pki = pki::execute(plan, now)?;
     let written = pki.changed_secrets(&existing);
     for item in &written {
@@ -152,6 +165,7 @@ pub async fn ensure(
         existed: !existing.is_empty(),
         listed,
         ca_due,
+        replaced,
     })
 }
 

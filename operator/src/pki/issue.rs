@@ -17,6 +17,7 @@ use super::item::{ByCa, Item, ItemKind};
 use super::key::PrivateKey;
 use super::plan::{CertStep, Plan, SaStep};
 use super::profile::{CertSpec, San, Usage};
+use super::sa_keys::{SaChange, SaRotation, key_id};
 
 /// A certificate with its private key. `Debug` shows the item and validity, never the key.
 pub struct CertKeyPair {
@@ -96,6 +97,8 @@ impl fmt::Debug for CertKeyPair {
 pub struct Pki {
     pub(crate) cas: ByCa<CertKeyPair>,
     pub(crate) service_account: PrivateKey,
+    /// A rotation of the service-account key under way, or the record of the last one.
+    pub(crate) sa_rotation: SaRotation,
     /// Every leaf item (built from [`Item::ALL`], so none is missing).
     pub(crate) leaves: BTreeMap<Item, CertKeyPair>,
 }
@@ -124,6 +127,70 @@ impl Pki {
     #[must_use]
     pub const fn service_account_key(&self) -> &PrivateKey {
         &self.service_account
+    }
+
+    /// The rotation state of the service-account key.
+    #[must_use]
+    pub const fn sa_rotation(&self) -> &SaRotation {
+        &self.sa_rotation
+    }
+
+    /// The public keys (SubjectPublicKeyInfo DER) the API servers accept tokens of: the signer's
+    /// first, then a rotation's next key, then the keys that signed before.
+    #[must_use]
+    pub fn sa_verification_keys(&self) -> Vec<Vec<u8>> {
+        let mut keys = vec![self.service_account.public_key_spki_der()];
+        keys.extend(
+            self.sa_rotation
+                .next
+                .as_ref()
+                .map(PrivateKey::public_key_spki_der),
+        );
+        for old in &self.sa_rotation.previous {
+            if !keys.contains(old) {
+                keys.push(old.clone());
+            }
+        }
+        keys
+    }
+
+    /// The `kid` of the signing key, and of every key the API servers accept (signer first).
+    #[must_use]
+    pub fn sa_key_ids(&self) -> (String, Vec<String>) {
+        let accepted: Vec<String> = self
+            .sa_verification_keys()
+            .iter()
+            .map(|k| key_id(k))
+            .collect();
+        (
+            key_id(&self.service_account.public_key_spki_der()),
+            accepted,
+        )
+    }
+
+    /// Carries out one step of a service-account key rotation (`Start` generates the new key).
+    pub fn rotate_service_account(&mut self, change: &SaChange) -> Result<(), PkiError> {
+        let rotation = &mut self.sa_rotation;
+        match change {
+            SaChange::Start(id) => {
+                rotation.next = Some(generate_sa_key()?);
+                rotation.id = Some(id.clone());
+                rotation.retire_after = None;
+            }
+            SaChange::Switch => {
+                if let Some(next) = rotation.next.take() {
+                    let old = std::mem::replace(&mut self.service_account, next);
+                    rotation.previous.push(old.public_key_spki_der());
+                    rotation.retire_after = None;
+                }
+            }
+            SaChange::Schedule(retire_after) => rotation.retire_after = Some(*retire_after),
+            SaChange::Retire => {
+                rotation.previous.clear();
+                rotation.retire_after = None;
+            }
+        }
+        Ok(())
     }
 
     /// Which certificate expires first (CAs included), and when the next leaf falls due for
@@ -167,12 +234,17 @@ pub fn execute(plan: Plan, now: OffsetDateTime) -> Result<Pki, PkiError> {
         CertStep::Keep(cert) => Ok(cert),
         CertStep::Issue(spec) => issue(ca.item(), &spec, None, now, now + validity.ca),
     })?;
-    let service_account = match service_account.step {
-        SaStep::Keep(key) => key,
-        SaStep::Generate => PrivateKey::generate().map_err(|source| PkiError::KeyGeneration {
-            item: Item::ServiceAccount,
-            source,
-        })?,
+    let (service_account, sa_rotation) = match service_account.step {
+        SaStep::Keep(key, rotation) => (key, rotation),
+        // A replaced key keeps the name of the last rotation: the annotation asking for it
+        // is not taken as a new request.
+        SaStep::Generate(id) => (
+            generate_sa_key()?,
+            SaRotation {
+                id,
+                ..SaRotation::default()
+            },
+        ),
     };
     let leaves = leaves
         .into_iter()
@@ -192,7 +264,15 @@ pub fn execute(plan: Plan, now: OffsetDateTime) -> Result<Pki, PkiError> {
     Ok(Pki {
         cas,
         service_account,
+        sa_rotation,
         leaves,
+    })
+}
+
+fn generate_sa_key() -> Result<PrivateKey, PkiError> {
+    PrivateKey::generate().map_err(|source| PkiError::KeyGeneration {
+        item: Item::ServiceAccount,
+        source,
     })
 }
 

@@ -45,6 +45,12 @@ impl PrivateKey {
         self.0.public_key_pem()
     }
 
+    /// The public key as SubjectPublicKeyInfo DER.
+    #[must_use]
+    pub fn public_key_spki_der(&self) -> Vec<u8> {
+        self.0.subject_public_key_info()
+    }
+
     /// The raw public key (the uncompressed EC point), as it appears in a certificate.
     #[must_use]
     pub fn public_key_raw(&self) -> &[u8] {

@@ -25,6 +25,7 @@ mod item;
 mod key;
 mod plan;
 mod profile;
+mod sa_keys;
 mod secrets;
 #[cfg(test)]
 mod tests;
@@ -39,6 +40,10 @@ pub use plan::{Plan, plan};
 pub use profile::{
     ADMIN_COMMON_NAME, CLUSTER_ADMINS_GROUP, SUPER_ADMIN_COMMON_NAME, SYSTEM_MASTERS_GROUP, San,
     Usage,
+};
+pub use sa_keys::{
+    BOOKKEEPING_PREFIX, NEXT_KEY, RETIRE_AFTER, ROTATION_ID, SaChange, SaPhase, SaRequest,
+    SaRotation, VERIFY_PUB, decide as decide_sa_rotation, key_id, rfc3339 as rfc3339_of,
 };
 pub use secrets::{
     CA_CRT, ExistingSecrets, SA_KEY, SA_PUB, SECRET_TYPE_OPAQUE, SECRET_TYPE_TLS, SecretData,

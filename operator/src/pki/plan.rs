@@ -12,7 +12,8 @@ use super::issue::CertKeyPair;
 use super::item::{ByCa, CaItem, Item, ItemKind};
 use super::key::PrivateKey;
 use super::profile::{CertSpec, Usage, cert_spec};
-use super::secrets::{ExistingSecrets, load_cert, load_service_account};
+use super::sa_keys::SaRotation;
+use super::secrets::{ExistingSecrets, load_cert, load_service_account, rotation_id};
 
 /// What [`execute`](super::execute) will do, item by item.
 #[derive(Debug)]
@@ -39,8 +40,9 @@ pub(crate) enum CertStep {
 
 #[derive(Debug)]
 pub(crate) enum SaStep {
-    Keep(PrivateKey),
-    Generate,
+    Keep(PrivateKey, SaRotation),
+    /// A new key; the name of the last rotation, if the replaced Secret told it.
+    Generate(Option<String>),
 }
 
 impl Plan {
@@ -228,21 +230,23 @@ impl Ctx<'_> {
 
     fn plan_service_account(&self) -> Result<Planned<SaStep>, RootProblem> {
         let item = Item::ServiceAccount;
-        let generate = |action| Planned {
-            action,
-            step: SaStep::Generate,
-        };
         let Some(data) = self.existing.get(&item) else {
-            return self.missing_root(item).map(generate);
+            return self.missing_root(item).map(|action| Planned {
+                action,
+                step: SaStep::Generate(None),
+            });
         };
         match load_service_account(data) {
-            Ok(key) => Ok(Planned {
+            Ok((key, rotation)) => Ok(Planned {
                 action: Action::Keep,
-                step: SaStep::Keep(key),
+                step: SaStep::Keep(key, rotation),
             }),
             Err(err) => self
                 .replace_root(item, RootDefect::Unusable(err.to_string()))
-                .map(generate),
+                .map(|action| Planned {
+                    action,
+                    step: SaStep::Generate(rotation_id(data)),
+                }),
         }
     }
 

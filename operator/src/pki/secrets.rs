@@ -8,6 +8,10 @@ use super::inspect::{CertInfo, inspect, pem_to_der};
 use super::issue::{CertKeyPair, Pki};
 use super::item::{ByCa, Item, ItemKind};
 use super::key::PrivateKey;
+use super::sa_keys::{
+    NEXT_KEY, RETIRE_AFTER, ROTATION_ID, SaRotation, VERIFY_PUB, parse_public_keys, parse_rfc3339,
+    public_keys_pem, rfc3339,
+};
 
 /// The data of one Secret, as in `Secret.data` (decoded bytes).
 pub type SecretData = BTreeMap<String, Vec<u8>>;
@@ -81,10 +85,44 @@ pub(crate) fn load_cert(
     Ok((cert, info))
 }
 
-/// Reads `sa.key` (`sa.pub` is derived from it, so it is not read).
-pub(crate) fn load_service_account(data: &SecretData) -> Result<PrivateKey, LoadError> {
-    PrivateKey::from_pem(field(data, SA_KEY)?)
-        .map_err(|reason| LoadError::Unparsable(format!("`{SA_KEY}`: {reason}")))
+/// Reads `sa.key` (`sa.pub` is derived from it, so it is not read) strictly, and a rotation's
+/// state beside it leniently: what cannot be read of it is left out (a `next.key` that is not a
+/// key was never signing; keys in `verify.pub` that are not keys trusted nothing).
+pub(crate) fn load_service_account(
+    data: &SecretData,
+) -> Result<(PrivateKey, SaRotation), LoadError> {
+    let signer = PrivateKey::from_pem(field(data, SA_KEY)?)
+        .map_err(|reason| LoadError::Unparsable(format!("`{SA_KEY}`: {reason}")))?;
+    // A `next.key` that is the signer already (a Secret restored from the middle of a switch
+    // by another tool) is no rotation to go on with.
+    let next = data
+        .get(NEXT_KEY)
+        .and_then(|pem| PrivateKey::from_pem(pem).ok())
+        .filter(|next| next.public_key_spki_der() != signer.public_key_spki_der());
+    let current = [
+        Some(signer.public_key_spki_der()),
+        next.as_ref().map(PrivateKey::public_key_spki_der),
+    ];
+    let previous = data
+        .get(VERIFY_PUB)
+        .map(|pem| parse_public_keys(pem))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|der| !current.iter().flatten().any(|k| k == der))
+        .collect();
+    let rotation = SaRotation {
+        next,
+        previous,
+        id: rotation_id(data),
+        retire_after: data.get(RETIRE_AFTER).and_then(|t| parse_rfc3339(t)),
+    };
+    Ok((signer, rotation))
+}
+
+/// The name of the last rotation started, as `<tcp>-sa` stores it.
+pub(crate) fn rotation_id(data: &SecretData) -> Option<String> {
+    data.get(ROTATION_ID)
+        .and_then(|id| String::from_utf8(id.clone()).ok())
 }
 
 fn entry(key: &str, value: impl Into<Vec<u8>>) -> (String, Vec<u8>) {
@@ -105,10 +143,27 @@ impl Pki {
         };
         match item.kind() {
             ItemKind::Ca(ca) => tls(self.cas.get(ca), self.cas.get(ca)),
-            ItemKind::ServiceAccountKey => SecretData::from([
-                entry(SA_KEY, self.service_account.to_pkcs8_pem()),
-                entry(SA_PUB, self.service_account.public_key_pem()),
-            ]),
+            ItemKind::ServiceAccountKey => {
+                let rotation = &self.sa_rotation;
+                let mut data = SecretData::from([
+                    entry(SA_KEY, self.service_account.to_pkcs8_pem()),
+                    entry(SA_PUB, self.service_account.public_key_pem()),
+                    entry(
+                        VERIFY_PUB,
+                        public_keys_pem(self.sa_verification_keys().iter().map(Vec::as_slice)),
+                    ),
+                ]);
+                if let Some(next) = &rotation.next {
+                    data.extend([entry(NEXT_KEY, next.to_pkcs8_pem())]);
+                }
+                if let Some(id) = &rotation.id {
+                    data.extend([entry(ROTATION_ID, id.as_str())]);
+                }
+                if let Some(t) = rotation.retire_after {
+                    data.extend([entry(RETIRE_AFTER, rfc3339(t))]);
+                }
+                data
+            }
             ItemKind::Leaf { issuer } => match self.leaves.get(&item) {
                 Some(cert) => tls(cert, self.cas.get(issuer)),
                 None => SecretData::new(),
@@ -161,12 +216,11 @@ impl Pki {
                 })
         };
         let cas = ByCa::try_new(|ca| load(ca.item()))?;
-        let service_account = load_service_account(data(Item::ServiceAccount)?).map_err(|err| {
-            PkiError::SecretData {
+        let (service_account, sa_rotation) = load_service_account(data(Item::ServiceAccount)?)
+            .map_err(|err| PkiError::SecretData {
                 item: Item::ServiceAccount,
                 reason: err.to_string(),
-            }
-        })?;
+            })?;
         let leaves = Item::ALL
             .into_iter()
             .filter(|item| matches!(item.kind(), ItemKind::Leaf { .. }))
@@ -175,6 +229,7 @@ impl Pki {
         Ok(Pki {
             cas,
             service_account,
+            sa_rotation,
             leaves,
         })
     }

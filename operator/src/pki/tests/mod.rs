@@ -2,6 +2,7 @@
 
 mod issuing;
 mod planning;
+mod sa_rotation;
 mod secret_data;
 
 use std::collections::BTreeMap;

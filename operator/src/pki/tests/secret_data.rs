@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use super::{fresh, leaves};
 use crate::pki::{
     CA_CRT, CertKeyPair, Item, Pki, PkiError, SA_KEY, SA_PUB, SECRET_TYPE_OPAQUE, SECRET_TYPE_TLS,
-    TLS_CRT, TLS_KEY,
+    TLS_CRT, TLS_KEY, VERIFY_PUB,
 };
 
 #[test]
@@ -82,7 +82,11 @@ fn secret_data_has_the_documented_keys() {
         assert!(secret[TLS_KEY].starts_with(b"-----BEGIN PRIVATE KEY-----\n"));
     }
     let sa = &data[&Item::ServiceAccount];
-    assert_eq!(sa.keys().collect::<Vec<_>>(), [SA_KEY, SA_PUB]);
+    assert_eq!(sa.keys().collect::<Vec<_>>(), [SA_KEY, SA_PUB, VERIFY_PUB]);
+    assert_eq!(
+        sa[VERIFY_PUB], sa[SA_PUB],
+        "only the signing key is trusted"
+    );
     assert!(sa[SA_KEY].starts_with(b"-----BEGIN PRIVATE KEY-----\n"));
     assert!(sa[SA_PUB].starts_with(b"-----BEGIN PUBLIC KEY-----\n"));
 }
