@@ -20,6 +20,7 @@ k8s_bin_dir() { echo "$HP_CACHE/kubernetes/v$1/bin"; }
 etcd_bin_dir() { echo "$HP_CACHE/etcd/v$ETCD_VERSION/bin"; }
 coredns_bin_dir() { echo "$HP_CACHE/coredns/v$COREDNS_VERSION/bin"; }
 helm_bin_dir() { echo "$HP_CACHE/helm/v$HELM_VERSION/bin"; }
+gofakes3_bin_dir() { echo "$HP_CACHE/gofakes3/v$GOFAKES3_VERSION/bin"; }
 # flux_dir -> folder with source-controller, kustomize-controller and crds/ (their CRDs).
 flux_dir() { echo "$HP_CACHE/flux/v$FLUX_VERSION"; }
 # sveltos_crd -> the SveltosCluster CRD of libsveltos, as published in its Go module.
