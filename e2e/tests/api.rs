@@ -72,6 +72,18 @@ async fn bad_specs_are_refused_with_their_message() -> Result<()> {
             "from 15m to 168h",
         ),
         (
+            "version: \"1.36.3\"\nbackup:\n  s3: {endpoint: \"https://h/bucket\", bucket: b-1, credentialsSecretRef: {name: k}}",
+            "endpoint must be http:// or https:// and a host (and port) only",
+        ),
+        (
+            "version: \"1.36.3\"\nbackup:\n  s3: {endpoint: \"https://h\", bucket: Upper, credentialsSecretRef: {name: k}}",
+            "bucket must be 3-63 lower-case letters",
+        ),
+        (
+            "version: \"1.36.3\"\nbackup:\n  s3: {endpoint: \"https://h\", bucket: b-1, prefix: /abs, credentialsSecretRef: {name: k}}",
+            "prefix must not start with '/'",
+        ),
+        (
             "version: \"1.36.3\"\nhibernation:\n  schedules: [{location: UTC}]",
             "a hibernation schedule needs a start, an end or both",
         ),

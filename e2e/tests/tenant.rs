@@ -14,6 +14,8 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::config::Kubeconfig;
 
+#[path = "tenant/backup_s3.rs"]
+mod backup_s3;
 #[path = "tenant/bad_input.rs"]
 mod bad_input;
 #[path = "tenant/day2.rs"]

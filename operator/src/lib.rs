@@ -11,6 +11,7 @@ pub mod pki;
 #[cfg(test)]
 mod proptests;
 pub mod rollout;
+pub mod s3;
 pub mod schedule;
 pub mod snapshot;
 pub mod status;

@@ -21,7 +21,7 @@ async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rest = args.get(1..).unwrap_or_default();
     match args.first().map(String::as_str) {
-        Some("snapshot-finish") => return snapshot_finish(rest),
+        Some("snapshot-finish") => return snapshot_finish(rest).await,
         Some("restore-check") => return restore_check(rest),
         Some("restore-swap") => return restore_swap(rest),
         _ => {}
@@ -216,8 +216,10 @@ fn report(message: &str, ok: bool) -> ExitCode {
     }
 }
 
-/// `snapshot-finish --dir D --name N --tenant NS/NAME --uid U --retain K`: checks, names, keeps.
-fn snapshot_finish(args: &[String]) -> ExitCode {
+/// `snapshot-finish --dir D --name N --tenant NS/NAME --uid U --retain K [--s3-endpoint E
+/// --s3-bucket B --s3-region R --s3-prefix P]`: checks, names, keeps; and copies the snapshot and
+/// its metadata to the S3 store (credentials from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`).
+async fn snapshot_finish(args: &[String]) -> ExitCode {
     let (Some(dir), Some(name), Some(tenant), Some(uid), Some(retain)) = (
         flag(args, "--dir"),
         flag(args, "--name"),
@@ -226,28 +228,48 @@ fn snapshot_finish(args: &[String]) -> ExitCode {
         flag(args, "--retain").and_then(|r| r.parse::<usize>().ok()),
     ) else {
         eprintln!(
-            "usage: hostplane-operator snapshot-finish --dir DIR --name NAME --tenant NS/NAME --uid UID --retain N"
+            "usage: hostplane-operator snapshot-finish --dir DIR --name NAME --tenant NS/NAME --uid UID --retain N [--s3-endpoint URL --s3-bucket B --s3-region R --s3-prefix P]"
         );
         return ExitCode::from(2);
     };
+    let s3 = flag(args, "--s3-endpoint").map(|endpoint| hostplane_operator::s3::Target {
+        endpoint: endpoint.to_owned(),
+        bucket: flag(args, "--s3-bucket").unwrap_or_default().to_owned(),
+        region: flag(args, "--s3-region").unwrap_or("us-east-1").to_owned(),
+        prefix: flag(args, "--s3-prefix").unwrap_or_default().to_owned(),
+    });
     let taken_at =
         k8s_openapi::jiff::Timestamp::from_second(k8s_openapi::jiff::Timestamp::now().as_second())
             .map(|t| t.to_string())
             .unwrap_or_default();
-    match hostplane_operator::snapshot::finish(
-        std::path::Path::new(dir),
-        name,
-        tenant,
-        uid,
-        &taken_at,
-        retain,
-    ) {
-        Ok(metadata) => report(
-            &serde_json::to_string(&metadata.snapshot).unwrap_or_default(),
-            true,
-        ),
-        Err(e) => report(&e.to_string(), false),
+    let dir = std::path::Path::new(dir);
+    let mut snapshot =
+        match hostplane_operator::snapshot::finish(dir, name, tenant, uid, &taken_at, retain) {
+            Ok(metadata) => metadata.snapshot,
+            Err(e) => return report(&e.to_string(), false),
+        };
+    if let Some(target) = s3 {
+        let files = [format!("{name}.db"), format!("{name}.json")];
+        let copied = match hostplane_operator::s3::credentials_from_env() {
+            Ok(credentials) => {
+                let files = [files[0].as_str(), files[1].as_str()];
+                hostplane_operator::s3::upload(&target, &credentials, dir, &files).await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = copied {
+            return report(
+                &format!(
+                    "snapshot {} is checked and kept on the volume, but copying it to {} failed: {e}",
+                    snapshot.name,
+                    target.location(&files[0])
+                ),
+                false,
+            );
+        }
+        snapshot.uploaded_to = Some(target.location(&files[0]));
     }
+    report(&serde_json::to_string(&snapshot).unwrap_or_default(), true)
 }
 
 /// `restore-check --dir D --name N.db --uid U --member M`: the snapshot is whole and this

@@ -146,6 +146,7 @@ pub fn finish(
             size_bytes,
             taken_at: taken_at.to_owned(),
             sha256,
+            uploaded_to: None,
         },
     };
     let json = dir.join(format!("{name}.json"));

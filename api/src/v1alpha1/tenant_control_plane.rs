@@ -352,6 +352,11 @@ pub struct BackupSpec {
     /// The volume holding the snapshots (one for the tenant, ReadWriteOnce).
     #[serde(default)]
     pub storage: EtcdStorage,
+
+    /// An S3-compatible bucket every snapshot is also copied to (with its metadata file), once
+    /// it is checked and kept on the volume. Unset: the volume only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<BackupS3>,
 }
 
 impl Default for BackupSpec {
@@ -361,6 +366,7 @@ impl Default for BackupSpec {
             location: None,
             retain: default_backup_retain(),
             storage: EtcdStorage::default(),
+            s3: None,
         }
     }
 }
@@ -368,6 +374,51 @@ impl Default for BackupSpec {
 fn default_backup_retain() -> i32 {
     7
 }
+
+/// Where snapshots are copied to: `<endpoint>/<bucket>/<prefix><snapshot>.db` and `.json`
+/// (path-style addressing, AWS Signature V4). The store's own lifecycle rules decide how long
+/// they stay there; `retain` counts the volume only.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupS3 {
+    /// The store's URL, scheme and host (and port) only: `https://s3.eu-central-1.amazonaws.com`,
+    /// `http://minio.backups.svc:9000`. An `https` store's certificate is checked against the
+    /// CA bundle in the operator's image.
+    #[schemars(length(min = 8, max = 512))]
+    #[x_kube(validation = Rule::new(S3_ENDPOINT_RULE).message(MSG_S3_ENDPOINT))]
+    pub endpoint: String,
+
+    /// The bucket (it must exist).
+    #[schemars(length(min = 3, max = 63))]
+    #[x_kube(validation = Rule::new(S3_BUCKET_RULE).message(MSG_S3_BUCKET))]
+    pub bucket: String,
+
+    /// The region requests are signed for. Unset: `us-east-1` (what MinIO and most
+    /// S3-compatible stores take).
+    #[serde(default = "default_s3_region")]
+    #[schemars(length(min = 1, max = 64))]
+    pub region: String,
+
+    /// What object keys start with. Unset: `<namespace>/<tcp name>/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    #[x_kube(validation = Rule::new("!self.startsWith('/')").message("prefix must not start with '/'"))]
+    pub prefix: Option<String>,
+
+    /// A Secret in this namespace with the keys `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+    pub credentials_secret_ref: SecretReference,
+}
+
+fn default_s3_region() -> String {
+    "us-east-1".to_owned()
+}
+
+const S3_ENDPOINT_RULE: &str = "self.matches('^https?://[^/?#@ ]+/?$')";
+const MSG_S3_ENDPOINT: &str = "endpoint must be http:// or https:// and a host (and port) only, \
+                               e.g. https://s3.eu-central-1.amazonaws.com; the bucket is its own field";
+const S3_BUCKET_RULE: &str = "self.matches('^[a-z0-9][a-z0-9.-]*[a-z0-9]$')";
+const MSG_S3_BUCKET: &str = "bucket must be 3-63 lower-case letters, digits, '.' and '-', \
+                             starting and ending with a letter or digit";
 
 // The version rules. A rule's `self` is the version string; `oldSelf` the stored one on update.
 // The transition rules guard with `isSemver` so that a malformed version fails only the format
@@ -1048,6 +1099,9 @@ pub struct Snapshot {
     pub taken_at: String,
     /// SHA-256 of the snapshot (hex), as etcd appended it and the backup Job checked it.
     pub sha256: String,
+    /// Where it was copied to (`s3://<bucket>/<key>`), with `spec.backup.s3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploaded_to: Option<String>,
 }
 
 /// How many nodes the tenant has.

@@ -286,7 +286,7 @@ async fn snapshot_status(
 }
 
 /// `status.backup` of tcp/`name` as JSON (null when unset).
-async fn backup_status(env: &TestEnv, name: &str) -> Result<serde_json::Value> {
+pub(super) async fn backup_status(env: &TestEnv, name: &str) -> Result<serde_json::Value> {
     let out = env
         .kubectl(&[
             "get",
@@ -410,7 +410,7 @@ async fn backups_on_demand_and_on_schedule_are_real_snapshots_and_only_retain_ar
         },
     )
     .await?;
-    Ok(())
+    super::backup_s3::snapshots_are_copied_to_the_store(&env, "b1", &last).await
 }
 
 /// `status.backup.restore` of tcp/`name`, once its step is `step` (or Failed when waiting for

@@ -5,7 +5,7 @@
 //! names it, writes its metadata and prunes the oldest. Its termination message is the snapshot's
 //! JSON, which the operator copies into the status.
 
-use hostplane_api::v1alpha1::BackupSpec;
+use hostplane_api::v1alpha1::{BackupS3, BackupSpec};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use serde_json::json;
@@ -45,6 +45,17 @@ pub fn volume_claim(
     Ok(claim)
 }
 
+/// The keys of the `spec.backup.s3` credentials Secret the backup Job reads.
+pub const S3_CREDENTIAL_KEYS: [&str; 2] = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"];
+
+/// What the keys of a tenant's objects in the S3 store start with: `prefix`, or
+/// `<namespace>/<name>/`.
+pub fn s3_prefix(tenant: &Tenant, s3: &BackupS3) -> String {
+    s3.prefix
+        .clone()
+        .unwrap_or_else(|| format!("{}/{}/", tenant.namespace, tenant.name))
+}
+
 /// What one backup Job is: its name, the snapshot's name (`<tcp>-<YYYYMMDD-HHMMSS>`, without
 /// `.db`), and the image of the operator (which runs `snapshot-finish`).
 pub struct JobInputs<'a> {
@@ -68,6 +79,38 @@ pub fn job(tenant: &Tenant, spec: &BackupSpec, inputs: &JobInputs<'_>) -> Result
         .ok_or(BuildError::EtcdMode)?;
     let backups_mount = json!({"name": "backups", "mountPath": BACKUP_DIR});
     let saving = format!("{BACKUP_DIR}/{}{SAVING_SUFFIX}", inputs.snapshot);
+    let mut finish_args = vec![
+        "snapshot-finish".to_owned(),
+        "--dir".to_owned(),
+        BACKUP_DIR.to_owned(),
+        "--name".to_owned(),
+        inputs.snapshot.to_owned(),
+        "--tenant".to_owned(),
+        format!("{}/{}", tenant.namespace, tenant.name),
+        "--uid".to_owned(),
+        tenant.owner.uid.clone(),
+        "--retain".to_owned(),
+        spec.retain.to_string(),
+    ];
+    let mut finish_env = Vec::new();
+    if let Some(s3) = &spec.s3 {
+        finish_args.extend([
+            "--s3-endpoint".to_owned(),
+            s3.endpoint.trim_end_matches('/').to_owned(),
+            "--s3-bucket".to_owned(),
+            s3.bucket.clone(),
+            "--s3-region".to_owned(),
+            s3.region.clone(),
+            "--s3-prefix".to_owned(),
+            s3_prefix(tenant, s3),
+        ]);
+        // From the user's Secret, never through the operator (a missing key is found by
+        // `controller::backup` before the Job is made).
+        for key in S3_CREDENTIAL_KEYS {
+            finish_env.push(json!({"name": key, "valueFrom": {"secretKeyRef": {
+                "name": s3.credentials_secret_ref.name, "key": key}}}));
+        }
+    }
     let mut job: Job = typed(
         "backup Job",
         json!({
@@ -103,14 +146,8 @@ pub fn job(tenant: &Tenant, spec: &BackupSpec, inputs: &JobInputs<'_>) -> Result
                             "image": inputs.operator_image,
                             "imagePullPolicy": "IfNotPresent",
                             "command": ["hostplane-operator"],
-                            "args": [
-                                "snapshot-finish",
-                                "--dir", BACKUP_DIR,
-                                "--name", inputs.snapshot,
-                                "--tenant", format!("{}/{}", tenant.namespace, tenant.name),
-                                "--uid", tenant.owner.uid,
-                                "--retain", spec.retain.to_string(),
-                            ],
+                            "args": finish_args,
+                            "env": finish_env,
                             "terminationMessagePolicy": "FallbackToLogsOnError",
                             "securityContext": container_security(),
                             "volumeMounts": [backups_mount],

@@ -995,6 +995,58 @@ fn a_backup_job_saves_with_etcdctl_then_checks_with_the_operator_image() {
 }
 
 #[test]
+fn a_backup_job_with_s3_copies_with_the_keys_of_the_users_secret() {
+    let finish = |s3: serde_json::Value| {
+        let t = tenant(&json!({"version": "1.36.3", "backup": {"s3": s3}}));
+        let spec = t.spec.backup.clone().unwrap();
+        let inputs = backup::JobInputs {
+            job: "t-backup-now-1",
+            snapshot: "t-20261123-120000",
+            operator_image: "example.org/hostplane-operator:v0",
+        };
+        let job = backup::job(&t, &spec, &inputs).unwrap();
+        job.spec.unwrap().template.spec.unwrap().containers[0].clone()
+    };
+    let plain = finish(json!({"endpoint": "http://s3.backups.svc:9000/",
+        "bucket": "b", "credentialsSecretRef": {"name": "keys"}}));
+    let args = plain.args.clone().unwrap();
+    // The trailing '/' of the endpoint goes; region and prefix have their defaults.
+    assert!(
+        args.ends_with(&[
+            "--s3-endpoint".into(),
+            "http://s3.backups.svc:9000".into(),
+            "--s3-bucket".into(),
+            "b".into(),
+            "--s3-region".into(),
+            "us-east-1".into(),
+            "--s3-prefix".into(),
+            "ns/t/".into(),
+        ]),
+        "{args:?}"
+    );
+    let env = serde_json::to_value(plain.env.unwrap()).unwrap();
+    assert_eq!(
+        env,
+        json!([
+            {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": "keys", "key": "AWS_ACCESS_KEY_ID"}}},
+            {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": "keys", "key": "AWS_SECRET_ACCESS_KEY"}}},
+        ])
+    );
+    let set = finish(json!({"endpoint": "https://s3.example", "bucket": "b",
+        "region": "eu-central-1", "prefix": "p/", "credentialsSecretRef": {"name": "keys"}}));
+    let args = set.args.unwrap();
+    assert!(
+        args.ends_with(&[
+            "--s3-region".into(),
+            "eu-central-1".into(),
+            "--s3-prefix".into(),
+            "p/".into(),
+        ]),
+        "{args:?}"
+    );
+}
+
+#[test]
 fn restore_jobs_check_and_restore_aside_then_swap_one_member() {
     let t = tenant(&json!({"version": "1.36.3", "etcd": {"managed": {"replicas": 3}}}));
     let inputs = backup::RestoreInputs {

@@ -6,7 +6,7 @@ use hostplane_api::v1alpha1::{
     BACKUP_NOW_ANNOTATION, BackupSpec, BackupStatus, Snapshot, TenantControlPlane,
 };
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt as _};
@@ -115,6 +115,15 @@ pub async fn ensure(
                 next: planned.next,
             });
         };
+        if let Some(problem) = s3_credentials_problem(client, tenant, spec).await? {
+            // The user's Secret is no child of the TCP: no watch event says when it is made.
+            let soon = now + k8s_openapi::jiff::SignedDuration::from_secs(60);
+            return Ok(BackupState {
+                status,
+                condition: Observed::new(BACKUP_READY, false, "S3CredentialsMissing", problem),
+                next: Some(planned.next.map_or(soon, |next| next.min(soon))),
+            });
+        }
         let snapshot = format!("{}-{}", tenant.name, now.strftime("%Y%m%d-%H%M%S"));
         let last = status.last_snapshot.as_ref().map(|s| s.name.as_str());
         start(&jobs_api, tenant, spec, (&request, last), &snapshot, image).await?;
@@ -138,6 +147,47 @@ pub async fn ensure(
         condition,
         next: planned.next,
     })
+}
+
+/// Why the Secret `spec.backup.s3` names cannot give the backup Job its credentials, if it
+/// cannot (the Job would hang in CreateContainerConfigError otherwise).
+async fn s3_credentials_problem(
+    client: &Client,
+    tenant: &Tenant,
+    spec: &BackupSpec,
+) -> Result<Option<String>, Error> {
+    let Some(s3) = &spec.s3 else {
+        return Ok(None);
+    };
+    let name = &s3.credentials_secret_ref.name;
+    let secret = Api::<Secret>::namespaced(client.clone(), &tenant.namespace)
+        .get_opt(name)
+        .await
+        .map_err(Error::kube("get", "Secret", name))?;
+    let missing: Vec<&str> = build::S3_CREDENTIAL_KEYS
+        .into_iter()
+        .filter(|key| {
+            secret
+                .as_ref()
+                .and_then(|s| s.data.as_ref())
+                .and_then(|data| data.get(*key))
+                .is_none_or(|value| value.0.is_empty())
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(None);
+    }
+    let what = if secret.is_none() {
+        format!("Secret {name} does not exist")
+    } else {
+        format!("Secret {name} has no {}", missing.join(" and no "))
+    };
+    Ok(Some(format!(
+        "a backup is due but {what} (spec.backup.s3.credentialsSecretRef): no snapshot is \
+         taken until it does; create it with `kubectl -n {} create secret generic {name} \
+         --from-literal=AWS_ACCESS_KEY_ID=<key id> --from-literal=AWS_SECRET_ACCESS_KEY=<secret>`",
+        tenant.namespace
+    )))
 }
 
 /// The condition the newest finished Job makes. A success newer than the status's snapshot is
@@ -189,11 +239,15 @@ async fn last_result(
             true,
             "Snapshotted",
             format!(
-                "last snapshot {} ({} bytes, taken {}) on PersistentVolumeClaim {}",
+                "last snapshot {} ({} bytes, taken {}) on PersistentVolumeClaim {}{}",
                 s.name,
                 s.size_bytes,
                 s.taken_at,
-                build::claim_name(tenant)
+                build::claim_name(tenant),
+                s.uploaded_to
+                    .as_ref()
+                    .map(|to| format!(", copied to {to}"))
+                    .unwrap_or_default()
             ),
         ));
     }

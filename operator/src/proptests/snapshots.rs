@@ -42,6 +42,7 @@ fn scratch(test: &str) -> PathBuf {
             size_bytes: bytes.len() as u64,
             taken_at: "2026-11-23T12:00:00Z".into(),
             sha256: sha256_hex(&bytes[..bytes.len() - 32]),
+            uploaded_to: None,
         },
     };
     fs::write(
@@ -86,6 +87,7 @@ fn metadata() -> impl Strategy<Value = Metadata> {
                     size_bytes,
                     taken_at,
                     sha256,
+                    uploaded_to: None,
                 },
             },
         )

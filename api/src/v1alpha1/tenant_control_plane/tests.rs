@@ -324,6 +324,15 @@ fn full_spec() -> TenantControlPlaneSpec {
                 size: Quantity("2Gi".into()),
                 storage_class_name: None,
             },
+            s3: Some(BackupS3 {
+                endpoint: "https://s3.eu-central-1.amazonaws.com".into(),
+                bucket: "tenant-backups".into(),
+                region: "eu-central-1".into(),
+                prefix: Some("prod/demo/".into()),
+                credentials_secret_ref: SecretReference {
+                    name: "backup-s3".into(),
+                },
+            }),
         }),
         gitops: Some(full_gitops()),
         registry: Some("registry.example.com/mirror".into()),
@@ -544,6 +553,48 @@ fn hibernation_schedules_need_a_start_or_an_end() {
         &spec(&json!({"hibernation": {"schedules": [{"location": "UTC"}]}})),
         "hibernation.schedules[0]",
         "a hibernation schedule needs a start, an end or both",
+    );
+}
+
+#[test]
+fn an_s3_store_is_a_url_of_a_host_and_a_bucket_name() {
+    let s3 = |endpoint: &str, bucket: &str, prefix: &str| {
+        spec(
+            &json!({"backup": {"s3": {"endpoint": endpoint, "bucket": bucket, "prefix": prefix,
+            "credentialsSecretRef": {"name": "keys"}}}}),
+        )
+    };
+    for endpoint in [
+        "https://s3.eu-central-1.amazonaws.com",
+        "http://minio.backups.svc:9000",
+        "http://10.0.0.1:9000/",
+    ] {
+        assert_accepted(&s3(endpoint, "my-backups.1", "a/b/"));
+    }
+    for endpoint in [
+        "s3.amazonaws.com",
+        "ftp://host",
+        "https://host/bucket",
+        "https://user@host",
+        "https://host?x=1",
+    ] {
+        assert_refused(
+            &s3(endpoint, "b-1", ""),
+            "backup.s3.endpoint",
+            MSG_S3_ENDPOINT,
+        );
+    }
+    for bucket in ["Upper", "-dash", "dot.", "under_score"] {
+        assert_refused(
+            &s3("http://h", bucket, ""),
+            "backup.s3.bucket",
+            MSG_S3_BUCKET,
+        );
+    }
+    assert_refused(
+        &s3("http://h", "bucket", "/abs"),
+        "backup.s3.prefix",
+        "prefix must not start with '/'",
     );
 }
 
@@ -975,7 +1026,7 @@ fn every_rule_has_a_message_and_bounded_input() {
         }
     });
     assert_eq!(
-        rules, 35,
+        rules, 38,
         "a rule was added or lost; update the tests and the e2e"
     );
 }
