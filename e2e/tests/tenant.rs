@@ -89,6 +89,19 @@ async fn event_messages(env: &TestEnv, selector: &str) -> Result<String> {
 }
 
 /// Merges `spec` (a JSON object) into the spec of tcp/`name`.
+/// `kubectl annotate --overwrite tcp/<tcp> <key>=<value>`.
+async fn annotate(env: &TestEnv, tcp: &str, key: &str, value: &str) -> Result<()> {
+    env.kubectl(&[
+        "annotate",
+        "--overwrite",
+        &format!("tcp/{tcp}"),
+        &format!("{key}={value}"),
+    ])
+    .await?
+    .ok()
+    .map(|_| ())
+}
+
 async fn patch_spec(env: &TestEnv, name: &str, spec: &str) -> Result<()> {
     env.kubectl(&[
         "patch",

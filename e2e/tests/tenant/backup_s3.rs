@@ -163,17 +163,7 @@ pub async fn snapshots_are_copied_to_the_store(env: &TestEnv, tcp: &str, last: &
         )
     };
     super::patch_spec(env, tcp, &s3(BUCKET)).await?;
-    let annotate = |value: &'static str| async move {
-        env.kubectl(&[
-            "annotate",
-            "--overwrite",
-            &format!("tcp/{tcp}"),
-            &format!("hostplane.dev/backup-now={value}"),
-        ])
-        .await?
-        .ok()
-        .map(|_| ())
-    };
+    let annotate = |value| super::annotate(env, tcp, "hostplane.dev/backup-now", value);
     annotate("s3-1").await?;
     let (_, message) = wait_backup_condition(env, tcp, "S3CredentialsMissing", |reason, _| {
         reason == "S3CredentialsMissing"

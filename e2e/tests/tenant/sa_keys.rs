@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::api::{Api, ListParams};
 
-use super::kubectl_as;
+use super::{annotate, kubectl_as};
 
 const ROTATE: &str = "hostplane.dev/rotate-service-account-key";
 const COMPLETE: &str = "hostplane.dev/complete-service-account-key-rotation";
@@ -65,18 +65,6 @@ async fn wait_keys(
         })
     })
     .await
-}
-
-async fn annotate(env: &TestEnv, tcp: &str, key: &str, value: &str) -> Result<()> {
-    env.kubectl(&[
-        "annotate",
-        "--overwrite",
-        &format!("tcp/{tcp}"),
-        &format!("{key}={value}"),
-    ])
-    .await?
-    .ok()
-    .map(|_| ())
 }
 
 /// The JSON of part `i` of a JWT (0: header, 1: claims).
