@@ -37,12 +37,26 @@ pub(super) async fn observe(
     tenant: &Tenant,
     observation: &mut super::Observation,
 ) -> Result<Option<Timestamp>, Error> {
-    let Some(spec) = tcp.spec.backup.as_ref() else {
+    // The cached object answers whether there is anything to do (no GET for tenants without
+    // backups). What is done is decided on a fresh read: a pass can run on a TenantControlPlane
+    // read before the previous pass's status write (seen in CI: a request served twice, its
+    // second snapshot pruning one the test kept); and spec, request annotation and status must
+    // come from the same read (seen in CI: with the cached spec, a request made right after a
+    // spec change ran with the spec before it and copied to the old bucket).
+    if tcp.spec.backup.is_none() {
+        return Ok(None);
+    }
+    let name = tcp.name_any();
+    let fresh = Api::<TenantControlPlane>::namespaced(ctx.client.clone(), &tenant.namespace)
+        .get(&name)
+        .await
+        .map_err(Error::kube("get", "TenantControlPlane", &name))?;
+    let Some(spec) = fresh.spec.backup.as_ref() else {
         return Ok(None);
     };
     let state = ensure(
         &ctx.client,
-        tcp,
+        &fresh,
         tenant,
         spec,
         ctx.settings.operator_image.as_deref(),
@@ -53,8 +67,9 @@ pub(super) async fn observe(
     Ok(state.next)
 }
 
-/// Applies the volume, reads the Jobs, starts the one that is due. `operator_image` runs the
-/// Jobs' check step; without it no Job starts and the condition says why.
+/// Applies the volume, reads the Jobs, starts the one that is due. `tcp` is read fresh from the
+/// API server and `spec` is its `spec.backup` (see `observe`). `operator_image` runs the Jobs'
+/// check step; without it no Job starts and the condition says why.
 pub async fn ensure(
     client: &Client,
     tcp: &TenantControlPlane,
@@ -62,16 +77,7 @@ pub async fn ensure(
     spec: &BackupSpec,
     operator_image: Option<&str>,
 ) -> Result<BackupState, Error> {
-    // What was last started is read from the API server, not the watch cache: a pass can run on
-    // a TenantControlPlane read before the previous pass's status write (seen in CI: a request
-    // served twice, its second snapshot pruning one the test kept). The Jobs are listed fresh
-    // too, so what is due and what runs agree.
-    let name = tcp.name_any();
-    let fresh = Api::<TenantControlPlane>::namespaced(client.clone(), &tenant.namespace)
-        .get(&name)
-        .await
-        .map_err(Error::kube("get", "TenantControlPlane", &name))?;
-    let tcp = &fresh;
+    // The Jobs are listed fresh too, so what is due and what runs agree.
     let old = tcp
         .status
         .as_ref()
