@@ -1231,14 +1231,38 @@ pub async fn install_crds() -> Result<()> {
         .await?
         .ok()
         .context("installing crds/")?;
-    kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/tenantcontrolplanes.hostplane.dev",
-        "--timeout=60s",
-    ])
-    .await?
-    .ok()?;
+    wait_crds_established(&["tenantcontrolplanes.hostplane.dev"]).await
+}
+
+/// Waits (60 s) until each CRD of `names` has condition Established. A poll, not `kubectl wait
+/// --for=condition=Established`: that fails at once on a CRD whose status has no conditions yet
+/// ("accessor error: <nil>", seen in CI right after the CRD was applied).
+pub async fn wait_crds_established(names: &[&str]) -> Result<()> {
+    for name in names {
+        poll_until(
+            &format!("crd/{name} is Established"),
+            Duration::from_secs(60),
+            || async move {
+                let out = kubectl(&[
+                    "get",
+                    &format!("crd/{name}"),
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+                ])
+                .await?;
+                Ok(if out.success() && out.stdout.trim() == "True" {
+                    Attempt::Done(())
+                } else {
+                    Attempt::NotYet(format!(
+                        "Established={:?} {}",
+                        out.stdout.trim(),
+                        out.stderr.trim()
+                    ))
+                })
+            },
+        )
+        .await?;
+    }
     Ok(())
 }
 

@@ -40,6 +40,9 @@ static OPERATOR: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 /// From apply to Ready: images are imported, so this is etcd + apiserver start and first sync,
 /// for several tenants at once on a 2-core machine.
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
+/// The spec line of a tenant whose size is no part of what a test checks: the suite's tests,
+/// four at a time, share the seed's two CPUs, and `Standard` requests left pods Pending in CI.
+const SMALL: &str = "  profile: Small\n";
 
 /// A folder for a test's files (kubeconfigs, keys), removed on drop.
 struct Scratch(std::path::PathBuf);
@@ -304,7 +307,7 @@ async fn minimal_tcp_becomes_ready_and_its_kubeconfig_works() -> Result<()> {
     // A second tenant in another namespace, for the isolation checks below.
     let other_env = TestEnv::new("tcp-other").await?;
     let tcp = Tcp::apply(&env, "t1").await?;
-    let other = Tcp::apply(&other_env, "t2").await?;
+    let other = Tcp::apply_with(&other_env, "t2", SMALL).await?;
     tcp.wait_ready().await?;
     other.wait_ready().await?;
 

@@ -7,7 +7,7 @@ use hostplane_e2e::{Attempt, CONFIRM_DELETION, TestEnv, install_crds, poll_until
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 
-use super::{OPERATOR, Tcp, tenant_client};
+use super::{OPERATOR, SMALL, Tcp, tenant_client};
 
 /// How long a hibernating tenant may take to stop its pods (their grace periods included).
 const SLEEP_TIMEOUT: Duration = Duration::from_secs(180);
@@ -587,7 +587,7 @@ async fn assert_new_tenant_from_snapshot(
 ) -> Result<()> {
     let version = env.config.kubernetes_version.trim_start_matches('v');
     let manifest = format!(
-        "apiVersion: hostplane.dev/v1alpha1\nkind: TenantControlPlane\nmetadata:\n  name: r2\nspec:\n  version: \"{version}\"\n  etcd:\n    managed:\n      restoreFrom: {{tenant: {source}, snapshot: {snapshot}}}\n"
+        "apiVersion: hostplane.dev/v1alpha1\nkind: TenantControlPlane\nmetadata:\n  name: r2\nspec:\n  version: \"{version}\"\n{SMALL}  etcd:\n    managed:\n      restoreFrom: {{tenant: {source}, snapshot: {snapshot}}}\n"
     );
     let path = std::env::temp_dir().join(format!("tcp-{}.yaml", hostplane_e2e::random_token()));
     std::fs::write(&path, manifest).context("writing the manifest")?;

@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 
-use super::{Tcp, patch_spec};
+use super::{SMALL, Tcp, patch_spec};
 
 const SEED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/seed/seed");
 
@@ -514,11 +514,7 @@ async fn install_crds_from(path: &str, names: &[&str]) -> Result<()> {
         .await?
         .ok()
         .with_context(|| format!("installing the CRDs of {path} (e2e/seed/build-binaries)"))?;
-    let crds: Vec<String> = names.iter().map(|n| format!("crd/{n}")).collect();
-    let mut args = vec!["wait", "--for=condition=Established", "--timeout=60s"];
-    args.extend(crds.iter().map(String::as_str));
-    hostplane_e2e::kubectl(&args).await?.ok()?;
-    Ok(())
+    hostplane_e2e::wait_crds_established(names).await
 }
 
 fn sveltos_cluster_api(seed: &Client, namespace: &str) -> Api<kube::core::DynamicObject> {
@@ -600,7 +596,7 @@ async fn an_agent_delivers_addons_and_registrations_hand_out_scoped_expiring_tok
     );
     let tcp = Tcp::apply_with(&env, "g1", &spec).await?;
     // A second tenant, to show that g1's tokens are worth nothing there.
-    let other = Tcp::apply(&env, "g2").await?;
+    let other = Tcp::apply_with(&env, "g2", SMALL).await?;
     tcp.wait_ready().await?;
     other.wait_ready().await?;
     let admin = tenant_client(&tcp.kubeconfig().await?).await?;

@@ -26,7 +26,10 @@ const TO: &str = "1.36.3";
 const SEED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/seed/seed");
 /// Two API servers rolled one pod at a time, then two controllers, then kube-proxy.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(900);
-const TCP_SPEC: &str = "  controlPlane:\n    apiServer:\n      replicas: 2\n  pki:\n    certificateValidity: 20m\n    caValidity: 2h\n";
+/// `Small` (its requests): two API servers rolled out again and again beside the other tests
+/// would otherwise wait for room on the seed's two CPUs (what the tests check is the order and
+/// that no request fails, not the sizing).
+const TCP_SPEC: &str = "  profile: Small\n  controlPlane:\n    apiServer:\n      replicas: 2\n  pki:\n    certificateValidity: 20m\n    caValidity: 2h\n";
 
 #[tokio::test]
 async fn an_upgrade_and_cert_renewals_fail_no_request_of_a_pod_on_a_worker_or_a_client()
@@ -678,7 +681,7 @@ async fn an_upgrade_and_a_key_rotation_resume_where_they_were_after_the_operator
     install_crds().await?;
     let env = TestEnv::new("tcp-upgrade-resume").await?;
     // Two API servers: their rollout lasts long enough to stop the operator in the middle of it.
-    let spec = "  controlPlane:\n    apiServer:\n      replicas: 2\n";
+    let spec = "  profile: Small\n  controlPlane:\n    apiServer:\n      replicas: 2\n";
     let tcp = Tcp::apply_version(&env, "r1", FROM, spec).await?;
     tcp.wait_ready().await?;
     patch_spec(&env, "r1", &format!(r#"{{"version":"{TO}"}}"#)).await?;
