@@ -18,6 +18,8 @@ use kube::config::Kubeconfig;
 mod backup_s3;
 #[path = "tenant/bad_input.rs"]
 mod bad_input;
+#[path = "tenant/ca_rotation.rs"]
+mod ca_rotation;
 #[path = "tenant/day2.rs"]
 mod day2;
 #[path = "tenant/gitops.rs"]

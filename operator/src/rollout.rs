@@ -59,6 +59,43 @@ pub fn api_servers_settled_at(apiserver: &Deployment) -> Option<time::OffsetDate
         .map(|t| t + time::Duration::seconds(crate::build::apiserver::TERMINATION_GRACE_SECONDS))
 }
 
+/// Since when every control-plane workload — etcd, the API servers, the controller-manager and
+/// the scheduler — runs its current template and the pods of an older one have stopped, if they
+/// do: what a CA rotation waits for before each step. etcd tells no time: it must be rolled out
+/// when this is asked.
+pub fn control_plane_settled_at(
+    etcd: &StatefulSet,
+    apiserver: &Deployment,
+    controllers: &[Deployment],
+) -> Option<time::OffsetDateTime> {
+    if !etcd_rolled_out(etcd) {
+        return None;
+    }
+    let mut at = api_servers_settled_at(apiserver)?;
+    for deployment in controllers {
+        let finished = rollout_finished_at(deployment)?;
+        at = at.max(finished + time::Duration::seconds(CONTROLLER_GRACE_SECONDS));
+    }
+    Some(at)
+}
+
+/// The grace period of a controller-manager or scheduler pod (Kubernetes' default).
+const CONTROLLER_GRACE_SECONDS: i64 = 30;
+
+/// Whether every etcd member runs the StatefulSet's current revision and is ready.
+pub fn etcd_rolled_out(etcd: &StatefulSet) -> bool {
+    let Some(status) = etcd.status.as_ref() else {
+        return false;
+    };
+    let (ready, want) = members(etcd);
+    is_current(etcd.metadata.generation, status.observed_generation)
+        && status.update_revision.is_some()
+        && status.current_revision == status.update_revision
+        && status.updated_replicas.unwrap_or(0) >= want
+        && status.replicas <= want
+        && ready >= want
+}
+
 /// Whether a Deployment's rollout is over: its status is about its latest spec, every pod left
 /// runs that spec (none of an older one still serves or stops), and one is available. Its clients
 /// are updated only then: during an upgrade the controllers follow the API server, never lead it.

@@ -115,9 +115,50 @@ pub fn needs_write(old: Option<&TenantControlPlaneStatus>, new: &TenantControlPl
     strip(old) != strip(new)
 }
 
+/// The JSON merge patch (RFC 7386) that turns `old` into `new`: `new` itself, with a `null` for
+/// every field of an object that `old` has and `new` has not (a merge patch leaves a field out of
+/// the patch as it is: a status field that went away, such as a rotation's
+/// `oldCaTrustedUntil`, would stay).
+pub fn merge_patch(old: &serde_json::Value, new: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match (old, new) {
+        (Value::Object(old), Value::Object(new)) => {
+            let mut patch = serde_json::Map::new();
+            for (key, value) in new {
+                let merged = old
+                    .get(key)
+                    .map_or_else(|| value.clone(), |o| merge_patch(o, value));
+                patch.insert(key.clone(), merged);
+            }
+            for key in old.keys().filter(|k| !new.contains_key(*k)) {
+                patch.insert(key.clone(), Value::Null);
+            }
+            Value::Object(patch)
+        }
+        _ => new.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_field_gone_from_the_status_is_removed_by_the_patch() {
+        let old = serde_json::json!({"phase": "Ready", "caRotation": {"id": "r1",
+            "phase": "Rotating", "oldCaTrustedUntil": "2026-12-07T05:00:00Z"},
+            "conditions": [{"type": "Ready"}, {"type": "PKIReady"}], "version": "1.36.3"});
+        let new = serde_json::json!({"phase": "Ready", "caRotation": {"id": "r1",
+            "phase": "Completed"}, "conditions": [{"type": "Ready"}]});
+        let patch = merge_patch(&old, &new);
+        assert_eq!(
+            patch,
+            serde_json::json!({"phase": "Ready", "caRotation": {"id": "r1",
+                "phase": "Completed", "oldCaTrustedUntil": null},
+                "conditions": [{"type": "Ready"}], "version": null})
+        );
+        assert_eq!(merge_patch(&serde_json::Value::Null, &new), new);
+    }
 
     fn t(secs: i64) -> Timestamp {
         Timestamp::from_second(secs).unwrap()

@@ -68,6 +68,17 @@ pub const ROTATE_SA_KEY_ANNOTATION: &str = "hostplane.dev/rotate-service-account
 pub const COMPLETE_SA_KEY_ROTATION_ANNOTATION: &str =
     "hostplane.dev/complete-service-account-key-rotation";
 
+/// Annotation that starts a staged rotation of the tenant's three CAs (cluster, etcd,
+/// front-proxy), named by its value (letters, digits, `.`, `_`, `-`; up to 63): a value not
+/// rotated for before starts one once no other is under way. `status.caRotation` shows its phase
+/// (docs/ca-rotation.md).
+pub const ROTATE_CA_ANNOTATION: &str = "hostplane.dev/rotate-ca";
+
+/// Annotation, with the id of the CA rotation under way: the old CAs leave every trust bundle
+/// now, not once every certificate they signed has expired (certificates they signed that are
+/// still used, such as a kubelet's client certificate not yet renewed, are refused).
+pub const COMPLETE_CA_ROTATION_ANNOTATION: &str = "hostplane.dev/complete-ca-rotation";
+
 /// The name is part of the names of the tenant's Services (DNS-1035 labels) and of its etcd
 /// StatefulSet, whose pods' names must stay within 63 characters with the revision hash the
 /// StatefulSet controller adds: `<name>-etcd` at most 52, so the name at most 47.
@@ -973,6 +984,27 @@ pub struct TenantControlPlaneStatus {
     /// The service-account keys: which signs, which are trusted, and the last rotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_key: Option<ServiceAccountKeyStatus>,
+
+    /// The last CA rotation requested with `hostplane.dev/rotate-ca`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_rotation: Option<CaRotationStatus>,
+}
+
+/// Where a rotation of the tenant's CAs is.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CaRotationStatus {
+    /// The annotation's value that started it.
+    pub id: String,
+    /// `Preparing` (new CAs are trusted beside the old ones; the control plane rolls),
+    /// `Rotating` (the new CAs sign: every certificate and kubeconfig is re-issued; the old CAs
+    /// are still trusted, so old kubeconfigs still work), `Completing` (the old CAs left every
+    /// trust bundle; the control plane rolls and refuses what they signed), `Completed`.
+    pub phase: String,
+    /// While `Rotating`: when the old CAs leave the trust bundles (RFC 3339), once every
+    /// certificate they signed (a kubelet's client certificate included) has expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_ca_trusted_until: Option<String>,
 }
 
 /// The service-account keys of the tenant, by the `kid` in the header of the tokens they sign.

@@ -34,7 +34,7 @@ async fn whoami(kubeconfig: &str) -> Result<std::result::Result<String, String>>
 }
 
 /// Waits until `kubeconfig` is refused as Unauthorized (token caches take a moment).
-async fn wait_refused(what: &str, kubeconfig: &str) -> Result<()> {
+pub(super) async fn wait_refused(what: &str, kubeconfig: &str) -> Result<()> {
     poll_until(what, Duration::from_secs(60), || async {
         Ok(match whoami(kubeconfig).await? {
             Err(e) if e.contains("Unauthorized") || e.contains("401") => Attempt::Done(()),

@@ -51,17 +51,34 @@ async fn an_upgrade_and_cert_renewals_fail_no_request_of_a_pod_on_a_worker_or_a_
     let scratch = Scratch::new()?;
     let admin_yaml = tcp.kubeconfig().await?;
     let admin = scratch.write("admin", &admin_yaml)?;
+    let (env, tcp, scratch, admin, admin_yaml) = (&env, &tcp, &scratch, &admin, &admin_yaml);
+    with_worker(env, "u1", FROM, |node| async move {
+        upgrade_checks(env, tcp, scratch, admin, admin_yaml, &node).await
+    })
+    .await
+}
+
+/// Runs `checks` with a worker of Kubernetes `version` joined to tcp/`tcp` by `e2e/seed/seed node
+/// add` (given its name), and removes the worker after, whatever `checks` returned.
+pub(super) async fn with_worker<F, Fut>(
+    env: &TestEnv,
+    tcp: &str,
+    version: &str,
+    checks: F,
+) -> Result<()>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
     let node = format!("e2e{}", &random_token()[4..10]);
-    let join = format!("u1-join@{}", env.namespace());
+    let join = format!("{tcp}-join@{}", env.namespace());
     let added = hostplane_e2e::run_command(
         SEED,
-        &["node", "add", &node, "--join", &join, "--version", FROM],
+        &["node", "add", &node, "--join", &join, "--version", version],
     )
     .await;
     let result = match &added {
-        Ok(out) if out.success() => {
-            upgrade_checks(&env, &tcp, &scratch, &admin, &admin_yaml, &node).await
-        }
+        Ok(out) if out.success() => checks(node.clone()).await,
         _ => Ok(()),
     };
     let removed = hostplane_e2e::run_command(SEED, &["node", "rm", &node]).await;
@@ -71,8 +88,41 @@ async fn an_upgrade_and_cert_renewals_fail_no_request_of_a_pod_on_a_worker_or_a_
     Ok(())
 }
 
+/// The worker `node` is Ready in the tenant, and kube-proxy (and CoreDNS) run on it: a pod
+/// started on it then can call the API from its first second.
+pub(super) async fn worker_settles(tcp: &Tcp<'_>, tenant: &Client, node: &str) -> Result<()> {
+    let nodes: Api<Node> = Api::all(tenant.clone());
+    poll_until(
+        &format!("node {node} is Ready in the tenant"),
+        Duration::from_secs(180),
+        || async {
+            let n = nodes.get_opt(node).await?;
+            Ok(if n.as_ref().is_some_and(node_ready) {
+                Attempt::Done(())
+            } else {
+                Attempt::NotYet("not Ready yet".to_owned())
+            })
+        },
+    )
+    .await?;
+    poll_until(
+        "the tenant reports AddonsReady with one Ready node",
+        Duration::from_secs(180),
+        || async {
+            let (status, reason, message) = tcp.condition("AddonsReady").await?;
+            let _ = tcp.touch("worker-settling").await; // no seed event announces it
+            Ok(if status == "True" {
+                Attempt::Done(())
+            } else {
+                Attempt::NotYet(format!("{reason}: {message}"))
+            })
+        },
+    )
+    .await
+}
+
 /// `kubectl get OBJECT -o jsonpath=PATH` in the test's namespace of the seed, trimmed.
-async fn jsonpath(env: &TestEnv, object: &str, path: &str) -> Result<String> {
+pub(super) async fn jsonpath(env: &TestEnv, object: &str, path: &str) -> Result<String> {
     let out = env
         .kubectl(&["get", object, "-o", &format!("jsonpath={path}")])
         .await?
@@ -94,35 +144,8 @@ async fn upgrade_checks(
 ) -> Result<()> {
     let tenant = hostplane_e2e::tenant_client(admin_yaml).await?;
     let nodes: Api<Node> = Api::all(tenant.clone());
-    poll_until(
-        &format!("node {node} is Ready in the tenant"),
-        Duration::from_secs(180),
-        || async {
-            let n = nodes.get_opt(node).await?;
-            Ok(if n.as_ref().is_some_and(node_ready) {
-                Attempt::Done(())
-            } else {
-                Attempt::NotYet("not Ready yet".to_owned())
-            })
-        },
-    )
-    .await?;
-    // The worker settled: kube-proxy (and CoreDNS) run on it before its pod starts calling.
-    poll_until(
-        "tcp/u1 reports AddonsReady with one Ready node",
-        Duration::from_secs(180),
-        || async {
-            let (status, reason, message) = tcp.condition("AddonsReady").await?;
-            let _ = tcp.touch("worker-settling").await; // no seed event announces it
-            Ok(if status == "True" {
-                Attempt::Done(())
-            } else {
-                Attempt::NotYet(format!("{reason}: {message}"))
-            })
-        },
-    )
-    .await?;
-    start_pod_poller(scratch, admin).await?;
+    worker_settles(tcp, &tenant, node).await?;
+    start_pod_poller(scratch, admin, "5s").await?;
     // Calls are counted from here: the upgrade, the renewals and their rollouts.
     let since = time_now();
     let cert_before = apiserver_cert(env).await?;
@@ -188,7 +211,7 @@ async fn upgrade_checks(
     Ok(())
 }
 
-fn node_ready(node: &Node) -> bool {
+pub(super) fn node_ready(node: &Node) -> bool {
     node.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
@@ -199,7 +222,8 @@ fn node_ready(node: &Node) -> bool {
 /// etcd), as an in-cluster client does: the `kubernetes` Service's IP, the cluster's CA bundle and
 /// a projected service-account token (bound to the `view` role) of ten minutes, the shortest
 /// the API server issues, so the kubelet replaces it during the test (after eight).
-async fn start_pod_poller(scratch: &Scratch, admin: &str) -> Result<()> {
+/// `timeout`: of each call (a Go duration).
+pub(super) async fn start_pod_poller(scratch: &Scratch, admin: &str, timeout: &str) -> Result<()> {
     kubectl_as(
         admin,
         &[
@@ -228,6 +252,7 @@ async fn start_pod_poller(scratch: &Scratch, admin: &str) -> Result<()> {
                     "https://10.96.0.1/api/v1/namespaces/default/configmaps?limit=1",
                     "--ca", format!("{dir}/ca.crt"),
                     "--bearer-token-file", format!("{dir}/token"),
+                    "--timeout", timeout,
                 ],
                 "volumeMounts": [{"name": "tenant-api", "mountPath": dir, "readOnly": true}],
             }],
@@ -267,7 +292,7 @@ async fn start_pod_poller(scratch: &Scratch, admin: &str) -> Result<()> {
 }
 
 /// Now as the poller prints it (RFC 3339, seconds, UTC), which sorts as text.
-fn time_now() -> String {
+pub(super) fn time_now() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -280,7 +305,7 @@ fn time_now() -> String {
 /// Every call the poller pod made from `since` on succeeded, and it kept calling (and its
 /// container never restarted, which would hide calls). Calls before (while it started) are
 /// printed, not counted.
-async fn check_pod_poller(admin: &str, since: &str) -> Result<()> {
+pub(super) async fn check_pod_poller(admin: &str, since: &str) -> Result<()> {
     let logs = kubectl_as(admin, &["logs", "poller"]).await?.ok()?;
     let (before, lines): (Vec<&str>, Vec<&str>) = logs.stdout.lines().partition(|l| *l < since);
     eprintln!(
@@ -323,7 +348,10 @@ async fn check_pod_poller(admin: &str, since: &str) -> Result<()> {
 
 /// Lists the tenant's namespaces through its endpoint four times a second until `stop`; returns
 /// the successes and each failure.
-fn spawn_client(tenant: Client, stop: Arc<AtomicBool>) -> JoinHandle<(usize, Vec<String>)> {
+pub(super) fn spawn_client(
+    tenant: Client,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<(usize, Vec<String>)> {
     let namespaces: Api<Namespace> = Api::all(tenant);
     tokio::spawn(async move {
         let (mut ok, mut failures) = (0, Vec::new());
@@ -745,7 +773,8 @@ async fn an_upgrade_and_a_key_rotation_resume_where_they_were_after_the_operator
         },
     )
     .await?;
-    super::sa_keys::resumes_after_the_operator_stops(&env, "r1").await
+    super::sa_keys::resumes_after_the_operator_stops(&env, "r1").await?;
+    super::ca_rotation::resumes_after_the_operator_stops(&env, "r1").await
 }
 
 /// An upgrade asked for while the tenant sleeps waits for it to wake: nothing starts (no pod,

@@ -38,22 +38,27 @@ const MAX_TOKEN_FLAG: &str = "service-account-max-token-expiration";
 /// `extraArgs` set instead. A value that is no Go duration of h/m/s keeps a rotated-out key a
 /// year (the API server refuses such a flag anyway, and the longest a token can otherwise live).
 pub fn max_token_lifetime(tenant: &Tenant) -> time::Duration {
-    // As `flags` reads them: `--name` and `name` are one flag, the last one wins.
-    let set = tenant
-        .spec
-        .control_plane
-        .api_server
-        .extra_args
-        .iter()
-        .rfind(|(k, _)| k.trim_start_matches('-') == MAX_TOKEN_FLAG);
-    match set {
+    let extra = &tenant.spec.control_plane.api_server.extra_args;
+    match extra_arg(extra, MAX_TOKEN_FLAG) {
         None => time::Duration::hours(MAX_TOKEN_HOURS),
-        Some((_, value)) => go_duration(value).unwrap_or(time::Duration::days(365)),
+        Some(value) => go_duration(value).unwrap_or(time::Duration::days(365)),
     }
 }
 
+/// The value `extra_args` give the flag `name`: as `flags` reads them, `--name` and `name` are
+/// one flag, the last one wins.
+pub(crate) fn extra_arg<'a>(
+    extra_args: &'a std::collections::BTreeMap<String, String>,
+    name: &str,
+) -> Option<&'a str> {
+    extra_args
+        .iter()
+        .rfind(|(k, _)| k.trim_start_matches('-') == name)
+        .map(|(_, v)| v.as_str())
+}
+
 /// A Go duration made of hours, minutes and seconds (`24h`, `1h30m`, `5400s`), when it is one.
-fn go_duration(value: &str) -> Option<time::Duration> {
+pub(crate) fn go_duration(value: &str) -> Option<time::Duration> {
     let mut total = time::Duration::ZERO;
     let mut number = String::new();
     for c in value.trim().chars() {

@@ -33,11 +33,12 @@ fn controller_manager(tenant: &Tenant, hashes: &SecretHashes) -> Result<Deployme
             vec![kubeconfig::KUBECONFIG_KEY],
             KUBECONFIG.to_owned(),
         ),
-        // The cluster CA with its key: the controller-manager signs kubelet certificates.
+        // The cluster CA with its key (the controller-manager signs kubelet certificates) and
+        // its trust bundle (for `kube-root-ca.crt` and client certificates).
         (
             "ca",
             Item::Ca.secret_name(t),
-            vec![TLS_CRT, TLS_KEY],
+            vec![TLS_CRT, TLS_KEY, CA_CRT],
             format!("{PKI}/ca"),
         ),
         (
@@ -58,7 +59,7 @@ fn controller_manager(tenant: &Tenant, hashes: &SecretHashes) -> Result<Deployme
         ("authentication-kubeconfig", kubeconfig.clone()),
         ("authorization-kubeconfig", kubeconfig),
         ("bind-address", "0.0.0.0".to_owned()),
-        ("client-ca-file", format!("{PKI}/ca/{TLS_CRT}")),
+        ("client-ca-file", format!("{PKI}/ca/{CA_CRT}")),
         (
             "requestheader-client-ca-file",
             format!("{PKI}/front-proxy/{CA_CRT}"),
@@ -66,9 +67,15 @@ fn controller_manager(tenant: &Tenant, hashes: &SecretHashes) -> Result<Deployme
         ("cluster-name", t.clone()),
         ("cluster-signing-cert-file", format!("{PKI}/ca/{TLS_CRT}")),
         ("cluster-signing-key-file", format!("{PKI}/ca/{TLS_KEY}")),
+        // Kubelet client certificates live as long as the leaves the operator issues: a CA
+        // rotation knows when the last one the old CA signed has expired.
+        (
+            "cluster-signing-duration",
+            format!("{}s", tenant.pki_inputs().validity.leaf.whole_seconds()),
+        ),
         ("controllers", "*,bootstrapsigner,tokencleaner".to_owned()),
         ("leader-elect", (spec.replicas > 1).to_string()),
-        ("root-ca-file", format!("{PKI}/ca/{TLS_CRT}")),
+        ("root-ca-file", format!("{PKI}/ca/{CA_CRT}")),
         (
             "service-account-private-key-file",
             format!("{PKI}/sa/{SA_KEY}"),
@@ -89,6 +96,23 @@ fn controller_manager(tenant: &Tenant, hashes: &SecretHashes) -> Result<Deployme
         &mounts,
         &defaults,
     )
+}
+
+/// The longest lifetime of a certificate the controller-manager signed: what `extraArgs` set as
+/// `cluster-signing-duration` (a value that is no Go duration of h/m/s counts as a year), else a
+/// year or the leaves' lifetime if longer — before it set `--cluster-signing-duration` to the
+/// leaves' lifetime, the operator left the controller-manager's default of a year, and kubelet
+/// certificates signed then may still be in use.
+pub fn signing_duration(tenant: &Tenant) -> time::Duration {
+    let extra = &tenant.spec.control_plane.controller_manager.extra_args;
+    match super::apiserver::extra_arg(extra, "cluster-signing-duration") {
+        None => tenant
+            .pki_inputs()
+            .validity
+            .leaf
+            .max(time::Duration::days(365)),
+        Some(value) => super::apiserver::go_duration(value).unwrap_or(time::Duration::days(365)),
+    }
 }
 
 fn scheduler(tenant: &Tenant, hashes: &SecretHashes) -> Result<Deployment, BuildError> {

@@ -67,7 +67,15 @@ pub fn member_names(tenant: &Tenant) -> Vec<String> {
         .collect()
 }
 
-pub fn build(tenant: &Tenant, hashes: &SecretHashes) -> Result<Etcd, BuildError> {
+/// `trust_anchor`: what etcd must trust when it starts ([`Pki::trust_anchor_id`] of the etcd
+/// CA).
+///
+/// [`Pki::trust_anchor_id`]: crate::pki::Pki::trust_anchor_id
+pub fn build(
+    tenant: &Tenant,
+    hashes: &SecretHashes,
+    trust_anchor: &[u8],
+) -> Result<Etcd, BuildError> {
     let name = name(tenant);
     let domain = tenant.service_dns(&name);
     let initial_cluster = initial_cluster(tenant);
@@ -93,8 +101,11 @@ pub fn build(tenant: &Tenant, hashes: &SecretHashes) -> Result<Etcd, BuildError>
     let storage = claim_spec(&managed.storage);
     // etcd reads its serving and peer certificates again for every new connection, so a renewed
     // one (the kubelet updates the mounted Secret) needs no restart — with one member a restart
-    // would fail the API server's requests. Its trust (the CA) is read once: a new CA restarts it.
-    let hash = hashes.over(&[Item::EtcdCa.secret_name(&tenant.name)]);
+    // fails the API server's requests, and with three it stalls them for seconds. Its trust (the
+    // CA bundle) is read once, at start: etcd restarts when the oldest CA it must trust changes
+    // (a replaced CA, the old CA leaving at the end of a rotation), not during a rotation, whose
+    // certificates carry the new CA signed by the old one.
+    let hash = hashes.over_with(&[], trust_anchor);
     let mut statefulset: StatefulSet = typed(
         "etcd StatefulSet",
         json!({

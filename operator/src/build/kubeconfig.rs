@@ -7,7 +7,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 
 use super::Tenant;
-use crate::pki::{CertKeyPair, Item, Pki};
+use crate::pki::{CaItem, Item, Pki};
 
 /// The data key of every kubeconfig Secret (the Cluster API contract uses `value`).
 pub const KUBECONFIG_KEY: &str = "value";
@@ -27,13 +27,10 @@ pub fn secret_name(tenant: &Tenant, suffix: &str) -> String {
 /// A kubeconfig for `user` (a client certificate of the PKI) at `server`.
 pub fn render(cluster: &str, server: &str, pki: &Pki, user: Item) -> String {
     let b64 = |s: &str| STANDARD.encode(s.as_bytes());
-    let ca = pki
-        .cert(Item::Ca)
-        .map(CertKeyPair::cert_pem)
-        .unwrap_or_default();
+    let ca = pki.trust_bundle_pem(CaItem::Cluster);
     let (cert, key) = pki
         .cert(user)
-        .map(|c| (c.cert_pem(), c.key().to_pkcs8_pem()))
+        .map(|c| (pki.chain_pem(c, CaItem::Cluster), c.key().to_pkcs8_pem()))
         .unwrap_or_default();
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: {cluster}\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\nusers:\n- name: {cluster}-{user_name}\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: {cluster}\n  context:\n    cluster: {cluster}\n    user: {cluster}-{user_name}\ncurrent-context: {cluster}\n",

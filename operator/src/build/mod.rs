@@ -363,7 +363,11 @@ pub fn build(tenant: &Tenant, pki: &Pki, key: &[u8; 32]) -> Result<Children, Bui
     secrets.extend(kubeconfig::secrets(tenant, pki));
     secrets.push(apiserver::encryption_config(tenant, key));
     let hashes = pod::SecretHashes::of(&secrets);
-    let etcd = etcd::build(tenant, &hashes)?;
+    let etcd = etcd::build(
+        tenant,
+        &hashes,
+        &pki.trust_anchor_id(crate::pki::CaItem::Etcd),
+    )?;
     let mut deployments = vec![apiserver::deployment(tenant, &hashes)?];
     deployments.extend(controllers::deployments(tenant, &hashes)?);
     let mut pdbs: Vec<PodDisruptionBudget> = deployments

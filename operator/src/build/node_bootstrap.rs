@@ -19,7 +19,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::pod::typed;
 use super::{BuildError, MANAGED_BY, Tenant};
-use crate::pki::{CertKeyPair, Item, Pki};
+use crate::pki::{CaItem, CertKeyPair, Item, Pki};
 
 /// The group kubeadm's default node token authenticates as (besides `system:bootstrappers`).
 pub const BOOTSTRAPPERS_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
@@ -139,10 +139,11 @@ fn meta(name: &str, namespace: Option<&str>) -> serde_json::Value {
 }
 
 /// A kubeconfig whose only cluster is the tenant at its endpoint; `user` is the `user:` body.
-fn kubeconfig(tenant: &Tenant, ca: &CertKeyPair, user: Option<&serde_json::Value>) -> String {
+/// `ca_pem`: the cluster CA's trust bundle (both CAs during a rotation).
+fn kubeconfig(tenant: &Tenant, ca_pem: &str, user: Option<&serde_json::Value>) -> String {
     let cluster = json!({
         "server": tenant.endpoint_url(),
-        "certificate-authority-data": STANDARD.encode(ca.cert_pem()),
+        "certificate-authority-data": STANDARD.encode(ca_pem),
     });
     let config = match user {
         // cluster-info is kubeadm's shape: one unnamed cluster, no users or contexts.
@@ -231,7 +232,7 @@ pub fn tenant_objects(
     pki: &Pki,
     token: &BootstrapToken,
 ) -> Result<TenantObjects, BuildError> {
-    let ca = ca(pki)?;
+    let bundle = pki.trust_bundle_pem(CaItem::Cluster);
     let mut token_secret: Secret = typed(
         "bootstrap token Secret",
         json!({
@@ -267,7 +268,7 @@ pub fn tenant_objects(
             "cluster-info",
             "kube-public",
             "kubeconfig",
-            kubeconfig(tenant, ca, None),
+            kubeconfig(tenant, &bundle, None),
         )?,
         config_map(
             "kubeadm-config",
@@ -375,8 +376,8 @@ pub fn join_secret(
     pki: &Pki,
     token: &BootstrapToken,
 ) -> Result<Secret, BuildError> {
-    let ca = ca(pki)?;
-    let pin = ca
+    let bundle = pki.trust_bundle_pem(CaItem::Cluster);
+    let pin = ca(pki)?
         .public_key_pin()
         .map_err(|e| BuildError::Render("CA public key pin", e))?;
     let endpoint = tenant.endpoint.as_ref().map_or_else(String::new, |e| {
@@ -392,8 +393,8 @@ pub fn join_secret(
     let data: BTreeMap<String, ByteString> = [
         (JOIN_TOKEN, token.token()),
         (JOIN_EXPIRATION, token.expiration_rfc3339()?),
-        (JOIN_KUBECONFIG, kubeconfig(tenant, ca, Some(&user))),
-        (JOIN_CA, ca.cert_pem()),
+        (JOIN_KUBECONFIG, kubeconfig(tenant, &bundle, Some(&user))),
+        (JOIN_CA, bundle),
         (JOIN_CA_CERT_HASH, pin),
         (JOIN_COMMAND, command),
     ]

@@ -48,7 +48,16 @@ impl SecretHashes {
 
     /// One hash over the named Secrets; an unknown name hashes as empty.
     pub fn over(&self, names: &[String]) -> String {
+        self.over_with(names, &[])
+    }
+
+    /// One hash over the named Secrets and `extra`.
+    pub fn over_with(&self, names: &[String], extra: &[u8]) -> String {
         let mut joined = String::new();
+        if !extra.is_empty() {
+            joined.push_str(&hex(extra));
+            joined.push('\n');
+        }
         for n in names {
             joined.push_str(n);
             joined.push('=');

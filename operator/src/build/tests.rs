@@ -224,15 +224,15 @@ fn a_service_account_key_rotation_step_rolls_the_api_servers_and_the_controller_
     let mut before = hashes(&pki);
     let when = time::OffsetDateTime::from_unix_timestamp(1_780_000_000).unwrap();
     for change in [
-        pki::SaChange::Start("r1".to_owned()),
-        pki::SaChange::Switch,
-        pki::SaChange::Schedule(when),
-        pki::SaChange::Retire,
+        pki::RotationStep::Start("r1".to_owned()),
+        pki::RotationStep::Switch,
+        pki::RotationStep::Schedule(when),
+        pki::RotationStep::Retire,
     ] {
         pki.rotate_service_account(&change).unwrap();
         let after = hashes(&pki);
         // The time the old key falls due is bookkeeping, mounted by no pod: nothing rolls.
-        let rolls = !matches!(change, pki::SaChange::Schedule(_));
+        let rolls = !matches!(change, pki::RotationStep::Schedule(_));
         assert_eq!(before[0] != after[0], rolls, "apiserver, {change:?}");
         assert_eq!(
             before[1] != after[1],
@@ -242,6 +242,104 @@ fn a_service_account_key_rotation_step_rolls_the_api_servers_and_the_controller_
         assert_eq!(before[2], after[2], "scheduler, {change:?}");
         before = after;
     }
+}
+
+#[test]
+fn a_ca_rotation_rolls_the_control_plane_each_step_etcd_at_its_end_and_bundles_hold_both_cas() {
+    let t = tenant(&json!({"version": "1.36.3", "pki": {"certificateValidity": "20m"}}));
+    let mut pki = pki_for(&t);
+    let pod_hashes = |pki: &Pki| {
+        let built = build(&t, pki, &KEY).unwrap();
+        let etcd = built.statefulsets[0].spec.clone().unwrap().template;
+        let etcd = etcd.metadata.unwrap().annotations.unwrap()[CONFIG_HASH].clone();
+        let mut all = ["t-apiserver", "t-controller-manager", "t-scheduler"]
+            .map(|name| hash(deployment(&built, name)))
+            .to_vec();
+        all.push(etcd);
+        (all, built)
+    };
+    let kubeconfig_cas = |built: &Children| {
+        let secret = built
+            .secrets
+            .iter()
+            .find(|s| s.name_any() == "t-kubeconfig")
+            .unwrap();
+        let value = String::from_utf8(secret.data.as_ref().unwrap()["value"].0.clone()).unwrap();
+        let line = value
+            .lines()
+            .find(|l| l.trim_start().starts_with("certificate-authority-data:"))
+            .unwrap();
+        let pem = STANDARD.decode(line.split(": ").nth(1).unwrap()).unwrap();
+        pem::parse_many(pem).unwrap().len()
+    };
+    let (mut before, built) = pod_hashes(&pki);
+    assert_eq!(kubeconfig_cas(&built), 1);
+    let when = time::OffsetDateTime::from_unix_timestamp(1_780_000_000).unwrap();
+    let inputs = t.pki_inputs();
+    for (step, cas) in [
+        (pki::RotationStep::Start("r1".to_owned()), 2),
+        (pki::RotationStep::Switch, 2),
+        (pki::RotationStep::Schedule(when), 2),
+        (pki::RotationStep::Retire, 1),
+    ] {
+        for ca in pki::CaItem::ALL {
+            pki.rotate_ca(ca, &step, &inputs, when).unwrap();
+        }
+        let (after, built) = pod_hashes(&pki);
+        // The time the old CAs fall due is bookkeeping, mounted by no pod: nothing rolls.
+        let rolls = !matches!(step, pki::RotationStep::Schedule(_));
+        for (i, name) in ["apiserver", "controller-manager", "scheduler"]
+            .iter()
+            .enumerate()
+        {
+            assert_eq!(before[i] != after[i], rolls, "{name}, {step:?}");
+        }
+        // etcd reads its CA bundle only when it starts: the cross-signed chains keep it
+        // working, so only the old CA's leaving restarts it (after that it trusts the new CA
+        // alone); with one member a restart fails requests for seconds.
+        let etcd_rolls = matches!(step, pki::RotationStep::Retire);
+        assert_eq!(before[3] != after[3], etcd_rolls, "etcd, {step:?}");
+        assert_eq!(kubeconfig_cas(&built), cas, "{step:?}");
+        before = after;
+    }
+    // The next rotation does not restart etcd before its end either.
+    for step in [
+        pki::RotationStep::Start("r2".to_owned()),
+        pki::RotationStep::Switch,
+    ] {
+        for ca in pki::CaItem::ALL {
+            pki.rotate_ca(ca, &step, &inputs, when).unwrap();
+        }
+        assert_eq!(pod_hashes(&pki).0[3], before[3], "etcd, r2 {step:?}");
+    }
+    // The controller-manager trusts and publishes (kube-root-ca.crt) the bundle, signs with the
+    // signing CA, and signs kubelet certificates for as long as the leaves live.
+    let (_, c) = children(&json!({"version": "1.36.3", "pki": {"certificateValidity": "20m"}}));
+    let a = args(deployment(&c, "t-controller-manager"));
+    for want in [
+        "--root-ca-file=/etc/kubernetes/pki/ca/ca.crt",
+        "--client-ca-file=/etc/kubernetes/pki/ca/ca.crt",
+        "--cluster-signing-cert-file=/etc/kubernetes/pki/ca/tls.crt",
+        "--cluster-signing-duration=1200s",
+    ] {
+        assert!(a.contains(&want.to_owned()), "missing {want} in {a:?}");
+    }
+    let duration = |extra: serde_json::Value| {
+        controllers::signing_duration(&tenant(&json!({"version": "1.36.3",
+            "pki": {"certificateValidity": "20m"},
+            "controlPlane": {"controllerManager": {"extraArgs": extra}}})))
+    };
+    // Without the flag in extraArgs: a year, as kubelets may hold certificates signed before the
+    // operator set the flag.
+    assert_eq!(duration(json!({})), time::Duration::days(365));
+    assert_eq!(
+        duration(json!({"--cluster-signing-duration": "2h"})),
+        time::Duration::hours(2)
+    );
+    assert_eq!(
+        duration(json!({"cluster-signing-duration": "bad"})),
+        time::Duration::days(365)
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@
 mod addons;
 mod apply;
 mod backup;
+mod ca_rotation;
 mod encryption;
 mod error;
 mod gitops;
@@ -194,6 +195,8 @@ struct Observation {
     certificates: Option<hostplane_api::v1alpha1::CertificatesStatus>,
     /// `status.serviceAccountKey` after this pass (None: as it was).
     service_account_key: Option<hostplane_api::v1alpha1::ServiceAccountKeyStatus>,
+    /// `status.caRotation` after this pass (None: as it was).
+    ca_rotation: Option<hostplane_api::v1alpha1::CaRotationStatus>,
 }
 
 impl Next {
@@ -366,6 +369,27 @@ async fn report_replaced_roots(
 /// watch event tells): a key rotation moves on then, and the `kubernetes` endpoints one of them
 /// removed as it stopped (an API server of before `--endpoint-reconciler-type=none`) are
 /// written again.
+/// The rotations' status, and when to look again: when one falls due, or once the rollouts it
+/// waits for are over (no watch event tells when the old pods' grace period has passed).
+fn record_rotations(
+    observation: &mut Observation,
+    sa_keys: sa_rotation::Seen,
+    cas: ca_rotation::Seen,
+    workloads: &Workloads,
+) {
+    let now = time::OffsetDateTime::now_utc();
+    for due in [
+        sa_keys.due,
+        api_servers_settle(workloads),
+        cas.due,
+        ca_rotation::settled_at(workloads).filter(|t| *t > now),
+    ] {
+        observation.due = earliest(observation.due, due);
+    }
+    observation.service_account_key = Some(sa_keys.status);
+    observation.ca_rotation = cas.status;
+}
+
 fn api_servers_settle(workloads: &Workloads) -> Option<time::OffsetDateTime> {
     workloads
         .apiserver
@@ -457,6 +481,7 @@ async fn provision(
     let workloads = apply_children(client, &tenant, &children, &applied).await?;
     let rolled_out = upgrade::follow(&mut tenant, &workloads, &children, &version);
     let sa_keys = sa_rotation::pass(tcp, ctx, &tenant, &mut pki_state.pki, &workloads).await?;
+    let cas = ca_rotation::pass(tcp, ctx, &tenant, &mut pki_state.pki, &workloads).await?;
 
     if tenant.asleep && tcp.spec.gitops.as_ref().is_some_and(|g| g.agent.is_some()) {
         gitops::sleep(client, &tenant, &ctx.settings.gitops_agent_image).await?;
@@ -475,9 +500,7 @@ async fn provision(
     // A leaf renewal is due at a time no watch event announces.
     observation.due = earliest(observation.due, expiry.next_renewal);
     observation.certificates = certificates_status(&tenant, &expiry);
-    observation.due = earliest(observation.due, sa_keys.due);
-    observation.due = earliest(observation.due, api_servers_settle(&workloads));
-    observation.service_account_key = Some(sa_keys.status);
+    record_rotations(&mut observation, sa_keys, cas, &workloads);
     if let Some(r) = restore.as_mut() {
         let pass = restore::Pass {
             held,
@@ -533,9 +556,11 @@ fn pki_condition(pki_state: &pki::PkiState) -> Observed {
             false,
             "CARenewalDue",
             format!(
-                "{}: a CA is never replaced silently; rotate it before then, or certificates \
-                 it signed stop being trusted (docs/certificates.md)",
-                due.join("; ")
+                "{}: a CA is never replaced silently; before then, start a CA rotation with \
+                 the annotation {}=<id> (docs/ca-rotation.md), or certificates it signed stop \
+                 being trusted",
+                due.join("; "),
+                hostplane_api::v1alpha1::ROTATE_CA_ANNOTATION
             ),
         );
     }
@@ -927,10 +952,7 @@ async fn tenant_ready_and_bootstrapped(
     tenant_api::bootstrap(&tenant_client).await?;
     let due = node_join::ensure(client, &tenant_client, tenant, pki).await?;
     let addons = addons::ensure(&tenant_client, tenant).await?;
-    let ca_pem = pki
-        .cert(crate::pki::Item::Ca)
-        .map(crate::pki::CertKeyPair::cert_pem)
-        .unwrap_or_default();
+    let ca_pem = pki.trust_bundle_pem(crate::pki::CaItem::Cluster);
     let inputs = gitops::Inputs {
         tcp: gitops.tcp,
         tenant,
@@ -1243,6 +1265,10 @@ async fn write_status(
             .service_account_key
             .clone()
             .or_else(|| old.and_then(|s| s.service_account_key.clone())),
+        ca_rotation: observation
+            .ca_rotation
+            .clone()
+            .or_else(|| old.and_then(|s| s.ca_rotation.clone())),
     };
     if !status::needs_write(old, &new) {
         return Ok(());
@@ -1269,7 +1295,8 @@ async fn write_status(
     Ok(())
 }
 
-/// Writes `status` (a merge patch of the status subresource).
+/// Writes `status` (a merge patch of the status subresource, from the status `tcp` has: fields
+/// it has that `status` has not are removed).
 async fn patch_status(
     tcp: &TenantControlPlane,
     ctx: &Context,
@@ -1281,7 +1308,12 @@ async fn patch_status(
     api.patch_status(
         &name,
         &PatchParams::default(),
-        &Patch::Merge(serde_json::json!({ "status": status })),
+        &Patch::Merge(serde_json::json!({
+            "status": crate::status::merge_patch(
+                &serde_json::to_value(&tcp.status).unwrap_or_default(),
+                &serde_json::to_value(status).unwrap_or_default(),
+            )
+        })),
     )
     .await
     .map_err(Error::kube("patch status of", "TenantControlPlane", &name))?;

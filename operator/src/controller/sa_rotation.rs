@@ -1,5 +1,5 @@
 //! Service-account key rotation at the edge: the annotations read, the step the pure
-//! `pki::decide_sa_rotation` takes written to the `<tcp>-sa` Secret (the rotation's only state,
+//! `pki::decide_rotation` takes written to the `<tcp>-sa` Secret (the rotation's only state,
 //! so a restart resumes it), an Event per step, and `status.serviceAccountKey`.
 
 use hostplane_api::v1alpha1::{
@@ -13,38 +13,49 @@ use tracing::info;
 
 use super::{Context, Error, Workloads, apply, publish_action};
 use crate::build::{self, Tenant};
-use crate::pki::{self, Item, Pki, SaChange, SaPhase, SaRequest};
+use crate::pki::{self, Item, Pki, RotationPhase, RotationRequest, RotationStep};
 use crate::rollout;
 
-/// Phases of `status.serviceAccountKey.rotation`.
-const PREPARING: &str = "Preparing";
-const ROTATING: &str = "Rotating";
-const COMPLETING: &str = "Completing";
-const COMPLETED: &str = "Completed";
+/// Phases of `status.serviceAccountKey.rotation` and `status.caRotation`.
+pub(super) const PREPARING: &str = "Preparing";
+pub(super) const ROTATING: &str = "Rotating";
+pub(super) const COMPLETING: &str = "Completing";
+pub(super) const COMPLETED: &str = "Completed";
 
 /// The annotations' values; a value that cannot name a rotation is an invalid spec (the error).
-fn request(tcp: &TenantControlPlane) -> Result<SaRequest<'_>, String> {
-    let read = |name: &str| -> Result<Option<&str>, String> {
-        let Some(value) = tcp.annotations().get(name).map(String::as_str) else {
-            return Ok(None);
-        };
-        let fine = (1..=63).contains(&value.len())
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        if fine {
-            Ok(Some(value))
-        } else {
-            Err(format!(
-                "annotation {name} must be 1 to 63 letters, digits, '.', '_' or '-' (it names \
-                 a rotation, e.g. the date: 2026-11-24); it is {value:?}"
-            ))
-        }
-    };
-    Ok(SaRequest {
-        rotate: read(ROTATE_SA_KEY_ANNOTATION)?,
-        complete: read(COMPLETE_SA_KEY_ROTATION_ANNOTATION)?,
+fn request(tcp: &TenantControlPlane) -> Result<RotationRequest<'_>, String> {
+    Ok(RotationRequest {
+        rotate: rotation_name(tcp, ROTATE_SA_KEY_ANNOTATION)?,
+        complete: rotation_name(tcp, COMPLETE_SA_KEY_ROTATION_ANNOTATION)?,
     })
+}
+
+/// Now in whole seconds: a rotation's times are shown in the status and stored in a Secret.
+pub(super) fn now_whole_seconds() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now - time::Duration::nanoseconds(i64::from(now.nanosecond()))
+}
+
+/// The value of the annotation `name`, which names a rotation, if it is set.
+pub(super) fn rotation_name<'a>(
+    tcp: &'a TenantControlPlane,
+    name: &str,
+) -> Result<Option<&'a str>, String> {
+    let Some(value) = tcp.annotations().get(name).map(String::as_str) else {
+        return Ok(None);
+    };
+    let fine = (1..=63).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if fine {
+        Ok(Some(value))
+    } else {
+        Err(format!(
+            "annotation {name} must be 1 to 63 letters, digits, '.', '_' or '-' (it names a \
+             rotation, e.g. the date: 2026-11-24); it is {value:?}"
+        ))
+    }
 }
 
 /// What a pass made of the service-account keys.
@@ -97,12 +108,10 @@ async fn step(
     tenant: &Tenant,
     pki: &mut Pki,
     settled_at: Option<OffsetDateTime>,
-) -> Result<Option<SaChange>, Error> {
-    let now = OffsetDateTime::now_utc();
-    // Whole seconds: the time is shown in the status and stored in the Secret.
-    let now = now - time::Duration::nanoseconds(i64::from(now.nanosecond()));
-    let Some(change) = pki::decide_sa_rotation(
-        pki.sa_rotation(),
+) -> Result<Option<RotationStep>, Error> {
+    let now = now_whole_seconds();
+    let Some(change) = pki::decide_rotation(
+        pki.sa_rotation().stage(),
         request(tcp).map_err(Error::InvalidSpec)?,
         settled_at,
         now,
@@ -120,12 +129,12 @@ async fn step(
     let id = pki.sa_rotation().id().unwrap_or_default().to_owned();
     let (signing, _) = pki.sa_key_ids();
     let note = match &change {
-        SaChange::Start(_) => format!(
+        RotationStep::Start(_) => format!(
             "service-account key rotation {id}, step 1 of 3: a new key is trusted beside the \
              signing key {}; the API servers roll, then the new key signs",
             old_ids.0
         ),
-        SaChange::Switch => format!(
+        RotationStep::Switch => format!(
             "service-account key rotation {id}, step 2 of 3: the new key {signing} signs new \
              tokens; the old key {} stays trusted for the longest token lifetime after the last \
              API server that signs with it has stopped (status.serviceAccountKey.rotation.\
@@ -135,11 +144,11 @@ async fn step(
             tcp.name_any()
         ),
         // Bookkeeping: the time the status shows from now on.
-        SaChange::Schedule(until) => {
+        RotationStep::Schedule(until) => {
             info!(rotation = %id, old_key_trusted_until = %pki::rfc3339_of(*until), "service-account key rotation: the old key falls due");
             return Ok(Some(change));
         }
-        SaChange::Retire => format!(
+        RotationStep::Retire => format!(
             "service-account key rotation {id}, step 3 of 3: only the key {signing} is trusted; \
              the API servers roll and then refuse tokens of the old key"
         ),
@@ -157,11 +166,11 @@ async fn step(
     Ok(Some(change))
 }
 
-fn phase_after(change: &SaChange) -> &'static str {
+fn phase_after(change: &RotationStep) -> &'static str {
     match change {
-        SaChange::Start(_) => PREPARING,
-        SaChange::Switch | SaChange::Schedule(_) => ROTATING,
-        SaChange::Retire => COMPLETING,
+        RotationStep::Start(_) => PREPARING,
+        RotationStep::Switch | RotationStep::Schedule(_) => ROTATING,
+        RotationStep::Retire => COMPLETING,
     }
 }
 
@@ -172,7 +181,7 @@ fn status(
     pki: &Pki,
     old: Option<&ServiceAccountKeyStatus>,
     api_servers_current: bool,
-    changed: Option<&SaChange>,
+    changed: Option<&RotationStep>,
 ) -> ServiceAccountKeyStatus {
     let (signing_key_id, accepted_key_ids) = pki.sa_key_ids();
     let rotation = pki.sa_rotation();
@@ -181,15 +190,15 @@ fn status(
         .filter(|r| Some(r.id.as_str()) == rotation.id())
         .map(|r| r.phase.as_str());
     let phase = match rotation.phase() {
-        SaPhase::Preparing => PREPARING,
-        SaPhase::Rotating => ROTATING,
-        SaPhase::Settled
+        RotationPhase::Preparing => PREPARING,
+        RotationPhase::Rotating => ROTATING,
+        RotationPhase::Settled
             if changed.is_some()
                 || (!api_servers_current && matches!(was, Some(ROTATING | COMPLETING))) =>
         {
             COMPLETING
         }
-        SaPhase::Settled => COMPLETED,
+        RotationPhase::Settled => COMPLETED,
     };
     ServiceAccountKeyStatus {
         signing_key_id,

@@ -55,6 +55,26 @@ pub(crate) fn spki_der(der: &[u8]) -> Result<Vec<u8>, String> {
     Ok(parse(der)?.tbs_certificate.subject_pki.raw.to_vec())
 }
 
+/// The subject key identifier of a DER certificate, and its authority key identifier (the
+/// subject key identifier of the CA that signed it), where it has them.
+pub(crate) fn key_ids(der: &[u8]) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    use x509_parser::extensions::ParsedExtension;
+    let Ok(cert) = parse(der) else {
+        return (None, None);
+    };
+    let (mut ski, mut aki) = (None, None);
+    for ext in cert.extensions() {
+        match ext.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(id) => ski = Some(id.0.to_vec()),
+            ParsedExtension::AuthorityKeyIdentifier(id) => {
+                aki = id.key_identifier.as_ref().map(|k| k.0.to_vec());
+            }
+            _ => {}
+        }
+    }
+    (ski, aki)
+}
+
 /// Reads the facts of a DER certificate.
 pub(crate) fn inspect(der: &[u8]) -> Result<CertInfo, String> {
     let cert = parse(der)?;

@@ -10,14 +10,17 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
+use super::ca_rotation::{CaRotation, cert_pem, parse_certificates};
 use super::error::PkiError;
+use super::inputs::PkiInputs;
 use super::inputs::RenewalWindow;
-use super::inspect::inspect;
-use super::item::{ByCa, Item, ItemKind};
+use super::inspect::{inspect, is_signed_by, key_ids};
+use super::item::{ByCa, CaItem, Item, ItemKind};
 use super::key::PrivateKey;
 use super::plan::{CertStep, Plan, SaStep};
-use super::profile::{CertSpec, San, Usage};
-use super::sa_keys::{SaChange, SaRotation, key_id};
+use super::profile::{CertSpec, San, Usage, cert_spec};
+use super::rotation::RotationStep;
+use super::sa_keys::{SaRotation, key_id};
 
 /// A certificate with its private key. `Debug` shows the item and validity, never the key.
 pub struct CertKeyPair {
@@ -99,6 +102,8 @@ pub struct Pki {
     pub(crate) service_account: PrivateKey,
     /// A rotation of the service-account key under way, or the record of the last one.
     pub(crate) sa_rotation: SaRotation,
+    /// A rotation of each CA under way, or the record of the last one.
+    pub(crate) ca_rotations: ByCa<CaRotation>,
     /// Every leaf item (built from [`Item::ALL`], so none is missing).
     pub(crate) leaves: BTreeMap<Item, CertKeyPair>,
 }
@@ -169,26 +174,134 @@ impl Pki {
     }
 
     /// Carries out one step of a service-account key rotation (`Start` generates the new key).
-    pub fn rotate_service_account(&mut self, change: &SaChange) -> Result<(), PkiError> {
-        let rotation = &mut self.sa_rotation;
-        match change {
-            SaChange::Start(id) => {
-                rotation.next = Some(generate_sa_key()?);
-                rotation.id = Some(id.clone());
-                rotation.retire_after = None;
+    pub fn rotate_service_account(&mut self, change: &RotationStep) -> Result<(), PkiError> {
+        self.sa_rotation.take_step(
+            change,
+            &mut self.service_account,
+            |_| generate_sa_key(),
+            |old| old.public_key_spki_der(),
+        )
+    }
+
+    /// The rotation state of `ca`.
+    #[must_use]
+    pub const fn ca_rotation(&self, ca: CaItem) -> &CaRotation {
+        self.ca_rotations.get(ca)
+    }
+
+    /// The CAs whose certificates the components accept (PEM): the signer first, then a
+    /// rotation's next CA, then the CA that signed before, until it is retired.
+    #[must_use]
+    pub fn trust_bundle_pem(&self, ca: CaItem) -> String {
+        let signer = self.cas.get(ca);
+        let rotation = self.ca_rotations.get(ca);
+        let mut ders: Vec<&[u8]> = vec![&signer.der];
+        ders.extend(rotation.next.as_ref().map(|n| n.der.as_slice()));
+        for old in &rotation.previous {
+            if !ders.contains(&old.as_slice()) {
+                ders.push(old);
             }
-            SaChange::Switch => {
-                if let Some(next) = rotation.next.take() {
-                    let old = std::mem::replace(&mut self.service_account, next);
-                    rotation.previous.push(old.public_key_spki_der());
-                    rotation.retire_after = None;
-                }
-            }
-            SaChange::Schedule(retire_after) => rotation.retire_after = Some(*retire_after),
-            SaChange::Retire => {
-                rotation.previous.clear();
-                rotation.retire_after = None;
-            }
+        }
+        ders.into_iter().map(cert_pem).collect()
+    }
+
+    /// The DER of every CA in [`trust_bundle_pem`](Self::trust_bundle_pem).
+    #[must_use]
+    pub fn trust_bundle(&self, ca: CaItem) -> Vec<Vec<u8>> {
+        parse_certificates(self.trust_bundle_pem(ca).as_bytes())
+    }
+
+    /// `cert` (signed by `issuer`) as PEM, followed by the issuer's certificate signed by the CA
+    /// before it when a rotation left one: a client that trusts only the CA before verifies it.
+    #[must_use]
+    pub fn chain_pem(&self, cert: &CertKeyPair, issuer: CaItem) -> String {
+        let signer = self.cas.get(issuer);
+        let cross = self
+            .ca_rotations
+            .get(issuer)
+            .cross
+            .as_ref()
+            .filter(|cross| {
+                inspect(cross).is_ok_and(|info| {
+                    info.public_key_raw.as_slice() == signer.key.public_key_raw()
+                        && is_signed_by(&cert.der, &signer.der)
+                })
+            });
+        let mut chain = cert.cert_pem();
+        if let Some(cross) = cross {
+            chain.push_str(&cert_pem(cross));
+        }
+        chain
+    }
+
+    /// What a process that reads `ca`'s trust bundle only when it starts (etcd, which never
+    /// reloads it) must be restarted for: the key id of the oldest CA a rotation still trusts
+    /// (the CA before the signer, while Rotating), else of the signer. It does not change within
+    /// a rotation — every certificate the new CA signs carries the cross certificate, which the
+    /// old CA verifies — and changes when the old CA leaves the bundle (Completing: after that
+    /// restart only the new CA is trusted) or a CA is replaced.
+    #[must_use]
+    pub fn trust_anchor_id(&self, ca: CaItem) -> Vec<u8> {
+        let oldest = self
+            .ca_rotations
+            .get(ca)
+            .previous
+            .first()
+            .unwrap_or(&self.cas.get(ca).der);
+        key_ids(oldest).0.unwrap_or_else(|| oldest.clone())
+    }
+
+    /// Carries out one step of a rotation of `ca`. `Start` generates the new CA (valid for the
+    /// CA validity of `inputs`) and its certificate signed by the current CA's key.
+    pub fn rotate_ca(
+        &mut self,
+        ca: CaItem,
+        step: &RotationStep,
+        inputs: &PkiInputs,
+        now: OffsetDateTime,
+    ) -> Result<(), PkiError> {
+        let item = ca.item();
+        let spec = &cert_spec(item, inputs)?
+            .ok_or_else(|| PkiError::InvalidInput(format!("{item} has no certificate")))?;
+        let validity = inputs.validity.ca;
+        let rotation = self.ca_rotations.get_mut(ca);
+        let mut cross = None;
+        rotation.staged.take_step(
+            step,
+            self.cas.get_mut(ca),
+            |signer| {
+                let RotationStep::Start(id) = step else {
+                    return Err(PkiError::InvalidInput("only a start makes a CA".to_owned()));
+                };
+                // A subject of its own: a certificate of the new CA signed by the old one whose
+                // subject were its issuer's would look self-signed to some TLS stacks (OpenSSL).
+                let name = rotated_common_name(spec.common_name, id);
+                let next = issue_named(item, spec, &name, None, now, now + validity)?;
+                // The cross certificate: the new CA's subject and key, signed by the old CA,
+                // valid no longer than either.
+                let not_after = next.not_after.min(signer.not_after);
+                let der = params(spec, &name, now - super::BACKDATE, not_after)
+                    .and_then(|mut params| {
+                        params.use_authority_key_identifier_extension = true;
+                        let by = Issuer::from_ca_cert_der(
+                            &signer.der.as_slice().into(),
+                            signer.key.key_pair(),
+                        )?;
+                        params.signed_by(next.key.key_pair(), &by)
+                    })
+                    .map_err(|err| PkiError::Issue {
+                        item,
+                        reason: format!("cross-signing the new CA: {err}"),
+                    })?
+                    .der()
+                    .to_vec();
+                cross = Some(der);
+                Ok(next)
+            },
+            |old| old.der,
+        )?;
+        if cross.is_some() {
+            rotation.cross = cross;
         }
         Ok(())
     }
@@ -229,6 +342,7 @@ pub fn execute(plan: Plan, now: OffsetDateTime) -> Result<Pki, PkiError> {
         leaves,
         validity,
         ca_renewals: _,
+        ca_rotations,
     } = plan;
     let cas = cas.into_map(|ca, planned| match planned.step {
         CertStep::Keep(cert) => Ok(cert),
@@ -265,6 +379,7 @@ pub fn execute(plan: Plan, now: OffsetDateTime) -> Result<Pki, PkiError> {
         cas,
         service_account,
         sa_rotation,
+        ca_rotations,
         leaves,
     })
 }
@@ -276,6 +391,18 @@ fn generate_sa_key() -> Result<PrivateKey, PkiError> {
     })
 }
 
+/// The common name of a CA a rotation named `id` brings: the profile's and the rotation's name,
+/// at most 64 characters (X.509's limit).
+fn rotated_common_name(base: &str, id: &str) -> String {
+    let mut name = format!("{base} {id}");
+    let mut end = name.len().min(64);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name.truncate(end);
+    name
+}
+
 /// Generates a key and a certificate for `spec`: self-signed when `issuer` is `None`.
 fn issue(
     item: Item,
@@ -284,9 +411,22 @@ fn issue(
     now: OffsetDateTime,
     not_after: OffsetDateTime,
 ) -> Result<CertKeyPair, PkiError> {
+    issue_named(item, spec, spec.common_name, issuer, now, not_after)
+}
+
+/// [`issue`] with the common name `common_name` instead of the profile's.
+fn issue_named(
+    item: Item,
+    spec: &CertSpec,
+    common_name: &str,
+    issuer: Option<&CertKeyPair>,
+    now: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<CertKeyPair, PkiError> {
     let failed = |reason: String| PkiError::Issue { item, reason };
     let not_before = now - super::BACKDATE;
-    let params = params(spec, not_before, not_after).map_err(|err| failed(err.to_string()))?;
+    let params =
+        params(spec, common_name, not_before, not_after).map_err(|err| failed(err.to_string()))?;
     let key = PrivateKey::generate().map_err(|source| PkiError::KeyGeneration { item, source })?;
     let der = match issuer {
         None => params.self_signed(key.key_pair()),
@@ -320,6 +460,7 @@ fn issue(
 
 fn params(
     spec: &CertSpec,
+    common_name: &str,
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
 ) -> Result<CertificateParams, rcgen::Error> {
@@ -330,7 +471,7 @@ fn params(
     if let Some(org) = spec.organization {
         subject.push(DnType::OrganizationName, org);
     }
-    subject.push(DnType::CommonName, spec.common_name);
+    subject.push(DnType::CommonName, common_name);
     params.distinguished_name = subject;
     params.subject_alt_names = spec
         .sans

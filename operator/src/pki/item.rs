@@ -230,6 +230,14 @@ impl<T> ByCa<T> {
         }
     }
 
+    pub(crate) const fn get_mut(&mut self, ca: CaItem) -> &mut T {
+        match ca {
+            CaItem::Cluster => &mut self.cluster,
+            CaItem::FrontProxy => &mut self.front_proxy,
+            CaItem::Etcd => &mut self.etcd,
+        }
+    }
+
     pub(crate) fn into_map<U, E>(
         self,
         mut f: impl FnMut(CaItem, T) -> Result<U, E>,

@@ -17,6 +17,7 @@
 //! `<redacted>`.
 
 mod action;
+mod ca_rotation;
 mod error;
 mod inputs;
 mod inspect;
@@ -25,12 +26,14 @@ mod item;
 mod key;
 mod plan;
 mod profile;
+mod rotation;
 mod sa_keys;
 mod secrets;
 #[cfg(test)]
 mod tests;
 
 pub use action::{Action, CaRenewal, ReissueReason};
+pub use ca_rotation::{CROSS_CRT, CaRotation, NEXT_CRT};
 pub use error::{PkiError, RootDefect, RootProblem};
 pub use inputs::{PkiInputs, RenewalWindow, Validity, kubernetes_service_ip};
 pub use issue::{CertKeyPair, Expiry, Pki, execute};
@@ -41,9 +44,12 @@ pub use profile::{
     ADMIN_COMMON_NAME, CLUSTER_ADMINS_GROUP, SUPER_ADMIN_COMMON_NAME, SYSTEM_MASTERS_GROUP, San,
     Usage,
 };
+pub use rotation::{
+    RotationPhase, RotationRequest, RotationStep, Stage, decide as decide_rotation,
+};
 pub use sa_keys::{
-    BOOKKEEPING_PREFIX, NEXT_KEY, RETIRE_AFTER, ROTATION_ID, SaChange, SaPhase, SaRequest,
-    SaRotation, VERIFY_PUB, decide as decide_sa_rotation, key_id, rfc3339 as rfc3339_of,
+    BOOKKEEPING_PREFIX, NEXT_KEY, RETIRE_AFTER, ROTATION_ID, SaRotation, VERIFY_PUB, key_id,
+    rfc3339 as rfc3339_of,
 };
 pub use secrets::{
     CA_CRT, ExistingSecrets, SA_KEY, SA_PUB, SECRET_TYPE_OPAQUE, SECRET_TYPE_TLS, SecretData,

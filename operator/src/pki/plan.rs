@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
 use super::action::{Action, CaRenewal, ReissueReason};
+use super::ca_rotation::{self, CaRotation};
 use super::error::{PkiError, RootDefect, RootProblem};
 use super::inputs::{PkiInputs, Validity};
 use super::inspect::{CertInfo, is_signed_by};
@@ -23,6 +24,8 @@ pub struct Plan {
     /// Every leaf item with the CA that signs it.
     pub(crate) leaves: BTreeMap<Item, (CaItem, Planned<CertStep>)>,
     pub(crate) ca_renewals: Vec<CaRenewal>,
+    /// The rotation state beside each CA (a CA issued now keeps only the last rotation's name).
+    pub(crate) ca_rotations: ByCa<CaRotation>,
     pub(crate) validity: Validity,
 }
 
@@ -138,10 +141,24 @@ pub fn plan(
             Ok((item, (issuer, planned)))
         })
         .collect::<Result<_, PkiError>>()?;
+    // A CA issued now (first creation, or a lost one replaced with consent) keeps the name of the
+    // last rotation, from its old Secret or the other CAs': the annotation that asked for it is
+    // not taken as a new request.
+    let last_rotation = CaItem::ALL
+        .iter()
+        .find_map(|ca| existing.get(&ca.item()).and_then(rotation_id));
+    let ca_rotations = ByCa::try_new(|ca| {
+        let data = existing.get(&ca.item());
+        Ok::<_, PkiError>(match (&cas.get(ca).step, data) {
+            (CertStep::Keep(signer), Some(data)) => ca_rotation::load(ca.item(), data, signer),
+            (_, data) => CaRotation::named(data.and_then(rotation_id).or(last_rotation.clone())),
+        })
+    })?;
     Ok(Plan {
         cas,
         service_account,
         leaves,
+        ca_rotations,
         ca_renewals,
         validity: inputs.validity,
     })

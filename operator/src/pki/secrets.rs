@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use super::ca_rotation::{self, CROSS_CRT, NEXT_CRT};
 use super::error::PkiError;
 use super::inspect::{CertInfo, inspect, pem_to_der};
 use super::issue::{CertKeyPair, Pki};
@@ -130,19 +131,41 @@ fn entry(key: &str, value: impl Into<Vec<u8>>) -> (String, Vec<u8>) {
 }
 
 impl Pki {
-    /// The data of `item`'s Secret: `tls.crt`, `tls.key` and `ca.crt` (the issuer; for a CA the
-    /// CA itself), or `sa.key` and `sa.pub` for [`Item::ServiceAccount`].
+    /// The data of `item`'s Secret: `tls.crt` (with the chain to a CA before the issuer, after a
+    /// CA rotation), `tls.key` and `ca.crt` (the issuer's trust bundle), with a CA's rotation
+    /// state beside it; or `sa.key`, `sa.pub` and a rotation's state for
+    /// [`Item::ServiceAccount`].
     #[must_use]
     pub fn secret_data(&self, item: Item) -> SecretData {
-        let tls = |cert: &CertKeyPair, ca: &CertKeyPair| {
+        let tls = |chain: String, cert: &CertKeyPair, ca| {
             SecretData::from([
-                entry(TLS_CRT, cert.cert_pem()),
+                entry(TLS_CRT, chain),
                 entry(TLS_KEY, cert.key().to_pkcs8_pem()),
-                entry(CA_CRT, ca.cert_pem()),
+                entry(CA_CRT, self.trust_bundle_pem(ca)),
             ])
         };
         match item.kind() {
-            ItemKind::Ca(ca) => tls(self.cas.get(ca), self.cas.get(ca)),
+            ItemKind::Ca(ca) => {
+                let signer = self.cas.get(ca);
+                let mut data = tls(signer.cert_pem(), signer, ca);
+                let rotation = self.ca_rotations.get(ca);
+                if let Some(next) = &rotation.next {
+                    data.extend([
+                        entry(NEXT_CRT, next.cert_pem()),
+                        entry(NEXT_KEY, next.key().to_pkcs8_pem()),
+                    ]);
+                }
+                if let Some(cross) = &rotation.cross {
+                    data.extend([entry(CROSS_CRT, ca_rotation::cert_pem(cross))]);
+                }
+                if let Some(id) = &rotation.id {
+                    data.extend([entry(ROTATION_ID, id.as_str())]);
+                }
+                if let Some(t) = rotation.retire_after {
+                    data.extend([entry(RETIRE_AFTER, rfc3339(t))]);
+                }
+                data
+            }
             ItemKind::ServiceAccountKey => {
                 let rotation = &self.sa_rotation;
                 let mut data = SecretData::from([
@@ -165,7 +188,7 @@ impl Pki {
                 data
             }
             ItemKind::Leaf { issuer } => match self.leaves.get(&item) {
-                Some(cert) => tls(cert, self.cas.get(issuer)),
+                Some(cert) => tls(self.chain_pem(cert, issuer), cert, issuer),
                 None => SecretData::new(),
             },
         }
@@ -216,6 +239,9 @@ impl Pki {
                 })
         };
         let cas = ByCa::try_new(|ca| load(ca.item()))?;
+        let ca_rotations = ByCa::try_new(|ca| {
+            data(ca.item()).map(|d| ca_rotation::load(ca.item(), d, cas.get(ca)))
+        })?;
         let (service_account, sa_rotation) = load_service_account(data(Item::ServiceAccount)?)
             .map_err(|err| PkiError::SecretData {
                 item: Item::ServiceAccount,
@@ -230,6 +256,7 @@ impl Pki {
             cas,
             service_account,
             sa_rotation,
+            ca_rotations,
             leaves,
         })
     }

@@ -1,5 +1,6 @@
 //! Unit tests of the tenant PKI, with helpers shared by the files below.
 
+mod ca_rotation;
 mod issuing;
 mod planning;
 mod sa_rotation;
@@ -28,6 +29,19 @@ fn inputs() -> PkiInputs {
     inputs.endpoint_host = Some("demo.example.com".to_owned());
     inputs.extra_sans = vec!["203.0.113.7".to_owned(), "API.Demo.Example".to_owned()];
     inputs
+}
+
+/// A request for the rotation `id`.
+fn rotate(id: &str) -> super::RotationRequest<'_> {
+    super::RotationRequest {
+        rotate: Some(id),
+        complete: None,
+    }
+}
+
+/// The PKI as the next pass reads it back from its Secrets.
+fn reread(pki: &Pki) -> Pki {
+    Pki::from_secret_data(&pki.to_secret_data()).unwrap()
 }
 
 /// A complete PKI issued at `now` from nothing.

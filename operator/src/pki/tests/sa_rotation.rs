@@ -2,27 +2,15 @@
 
 use time::Duration;
 
-use super::{fresh, t0};
+use super::{fresh, reread, rotate, t0};
 use crate::pki::{
-    ExistingSecrets, Item, NEXT_KEY, Pki, RETIRE_AFTER, ROTATION_ID, SA_KEY, SaChange, SaPhase,
-    SaRequest, VERIFY_PUB, decide_sa_rotation, key_id,
+    ExistingSecrets, Item, NEXT_KEY, Pki, RETIRE_AFTER, ROTATION_ID, RotationPhase,
+    RotationRequest, RotationStep, SA_KEY, VERIFY_PUB, decide_rotation, key_id,
 };
 
 const DAY: Duration = Duration::days(1);
 
-fn rotate(id: &str) -> SaRequest<'_> {
-    SaRequest {
-        rotate: Some(id),
-        complete: None,
-    }
-}
-
-/// The PKI as the next pass reads it back from its Secrets.
-fn reread(pki: &Pki) -> Pki {
-    Pki::from_secret_data(&pki.to_secret_data()).unwrap()
-}
-
-fn step(pki: &mut Pki, change: &SaChange) {
+fn step(pki: &mut Pki, change: &RotationStep) {
     pki.rotate_service_account(change).unwrap();
     *pki = reread(pki);
 }
@@ -39,14 +27,17 @@ fn a_rotation_trusts_the_new_key_first_signs_with_it_next_and_drops_the_old_one_
     let (old, accepted) = pki.sa_key_ids();
     assert_eq!(accepted, std::slice::from_ref(&old));
     let decide = |pki: &Pki, request, settled_at, now| {
-        decide_sa_rotation(pki.sa_rotation(), request, settled_at, now, DAY)
+        decide_rotation(pki.sa_rotation().stage(), request, settled_at, now, DAY)
     };
     // Nothing asked, nothing done; asked: a new key, trusted only.
-    assert_eq!(decide(&pki, SaRequest::default(), settled(0), t0()), None);
+    assert_eq!(
+        decide(&pki, RotationRequest::default(), settled(0), t0()),
+        None
+    );
     let start = decide(&pki, rotate("r1"), None, t0()).unwrap();
-    assert_eq!(start, SaChange::Start("r1".to_owned()));
+    assert_eq!(start, RotationStep::Start("r1".to_owned()));
     step(&mut pki, &start);
-    assert_eq!(pki.sa_rotation().phase(), SaPhase::Preparing);
+    assert_eq!(pki.sa_rotation().phase(), RotationPhase::Preparing);
     let (signing, accepted) = pki.sa_key_ids();
     assert_eq!(signing, old, "the old key still signs");
     assert_eq!(accepted.len(), 2);
@@ -57,9 +48,9 @@ fn a_rotation_trusts_the_new_key_first_signs_with_it_next_and_drops_the_old_one_
     // ...and the old pods' grace period has passed.
     assert_eq!(decide(&pki, rotate("r1"), settled(1), t0()), None);
     let switch = decide(&pki, rotate("r1"), settled(0), t0()).unwrap();
-    assert_eq!(switch, SaChange::Switch);
+    assert_eq!(switch, RotationStep::Switch);
     step(&mut pki, &switch);
-    assert_eq!(pki.sa_rotation().phase(), SaPhase::Rotating);
+    assert_eq!(pki.sa_rotation().phase(), RotationPhase::Rotating);
     assert_eq!(
         pki.sa_key_ids(),
         (new.clone(), vec![new.clone(), old.clone()])
@@ -67,7 +58,7 @@ fn a_rotation_trusts_the_new_key_first_signs_with_it_next_and_drops_the_old_one_
     // The old key's last token is signed when the last API server that signs with it stops:
     // only then is its time set, the longest token lifetime after that; nothing goes before,
     // not even when the user confirms.
-    let confirm = |id| SaRequest {
+    let confirm = |id| RotationRequest {
         rotate: Some("r1"),
         complete: Some(id),
     };
@@ -77,9 +68,9 @@ fn a_rotation_trusts_the_new_key_first_signs_with_it_next_and_drops_the_old_one_
     assert_eq!(decide(&pki, rotate("r1"), settled(6), later), None);
     let schedule = decide(&pki, rotate("r1"), settled(4), later).unwrap();
     let until = t0() + Duration::minutes(4) + DAY;
-    assert_eq!(schedule, SaChange::Schedule(until));
+    assert_eq!(schedule, RotationStep::Schedule(until));
     step(&mut pki, &schedule);
-    assert_eq!(pki.sa_rotation().phase(), SaPhase::Rotating);
+    assert_eq!(pki.sa_rotation().phase(), RotationPhase::Rotating);
     assert_eq!(pki.sa_rotation().retire_after(), Some(until));
     // The old key stays trusted until then...
     let almost = until - Duration::seconds(1);
@@ -89,35 +80,41 @@ fn a_rotation_trusts_the_new_key_first_signs_with_it_next_and_drops_the_old_one_
     assert_eq!(decide(&pki, confirm("r1"), None, later), None);
     assert_eq!(
         decide(&pki, confirm("r1"), settled(4), later),
-        Some(SaChange::Retire)
+        Some(RotationStep::Retire)
     );
     let retire = decide(&pki, rotate("r1"), settled(4), until).unwrap();
-    assert_eq!(retire, SaChange::Retire);
+    assert_eq!(retire, RotationStep::Retire);
     step(&mut pki, &retire);
-    assert_eq!(pki.sa_rotation().phase(), SaPhase::Settled);
+    assert_eq!(pki.sa_rotation().phase(), RotationPhase::Settled);
     assert_eq!(pki.sa_key_ids(), (new.clone(), vec![new]));
     // Done: the same annotation starts nothing again; a new value starts the next one.
     assert_eq!(decide(&pki, rotate("r1"), settled(0), until), None);
     assert_eq!(
         decide(&pki, rotate("r2"), settled(0), until),
-        Some(SaChange::Start("r2".to_owned()))
+        Some(RotationStep::Start("r2".to_owned()))
     );
 }
 
 #[test]
 fn a_rotation_under_way_finishes_before_the_next_one_starts() {
     let (mut pki, _) = fresh();
-    step(&mut pki, &SaChange::Start("r1".to_owned()));
+    step(&mut pki, &RotationStep::Start("r1".to_owned()));
     let decide = |pki: &Pki, settled_at| {
-        decide_sa_rotation(pki.sa_rotation(), rotate("r2"), settled_at, t0(), DAY)
+        decide_rotation(
+            pki.sa_rotation().stage(),
+            rotate("r2"),
+            settled_at,
+            t0(),
+            DAY,
+        )
     };
     assert_eq!(
         decide(&pki, None),
         None,
         "Preparing r1 waits for its rollout"
     );
-    step(&mut pki, &SaChange::Switch);
-    step(&mut pki, &SaChange::Schedule(t0() + DAY));
+    step(&mut pki, &RotationStep::Switch);
+    step(&mut pki, &RotationStep::Schedule(t0() + DAY));
     assert_eq!(
         decide(&pki, settled(0)),
         None,
@@ -133,20 +130,20 @@ fn the_secret_holds_each_phase_and_nothing_of_a_finished_one_but_its_name() {
         let data: ExistingSecrets = pki.to_secret_data();
         data[&Item::ServiceAccount].keys().cloned().collect()
     };
-    step(&mut pki, &SaChange::Start("r1".to_owned()));
+    step(&mut pki, &RotationStep::Start("r1".to_owned()));
     assert!(keys(&pki).contains(&NEXT_KEY.to_owned()));
     assert!(keys(&pki).contains(&ROTATION_ID.to_owned()));
     let next_public = pki.sa_verification_keys()[1].clone();
-    step(&mut pki, &SaChange::Switch);
+    step(&mut pki, &RotationStep::Switch);
     assert!(!keys(&pki).contains(&NEXT_KEY.to_owned()));
-    step(&mut pki, &SaChange::Schedule(t0() + DAY));
+    step(&mut pki, &RotationStep::Schedule(t0() + DAY));
     assert!(keys(&pki).contains(&RETIRE_AFTER.to_owned()));
     assert_eq!(
         pki.sa_verification_keys()[0],
         next_public,
         "the next key became the signer"
     );
-    step(&mut pki, &SaChange::Retire);
+    step(&mut pki, &RotationStep::Retire);
     assert_eq!(
         keys(&pki),
         ["rotation.id", "sa.key", "sa.pub", "verify.pub"]
@@ -163,7 +160,7 @@ fn what_cannot_be_read_of_a_rotation_is_left_out_and_the_signer_is_kept() {
     sa.insert(RETIRE_AFTER.to_owned(), b"tomorrow".to_vec());
     sa.insert(VERIFY_PUB.to_owned(), b"garbage".to_vec());
     let loaded = Pki::from_secret_data(&data).unwrap();
-    assert_eq!(loaded.sa_rotation().phase(), SaPhase::Settled);
+    assert_eq!(loaded.sa_rotation().phase(), RotationPhase::Settled);
     assert_eq!(loaded.sa_key_ids(), pki.sa_key_ids());
     assert_eq!(
         loaded.secret_data(Item::ServiceAccount)[SA_KEY],
@@ -188,7 +185,7 @@ fn a_next_key_that_signs_already_is_no_rotation_to_go_on_with() {
     let signer = sa[SA_KEY].clone();
     sa.insert(NEXT_KEY.to_owned(), signer);
     let loaded = Pki::from_secret_data(&data).unwrap();
-    assert_eq!(loaded.sa_rotation().phase(), SaPhase::Settled);
+    assert_eq!(loaded.sa_rotation().phase(), RotationPhase::Settled);
     assert_eq!(loaded.sa_key_ids(), pki.sa_key_ids());
 }
 
@@ -197,7 +194,7 @@ fn a_replaced_key_keeps_the_name_of_the_last_rotation() {
     // `<tcp>-sa` unusable and its replacement accepted: the rotation annotation still on the
     // TCP must not start a rotation of the brand-new key.
     let (mut pki, _) = fresh();
-    step(&mut pki, &SaChange::Start("r1".to_owned()));
+    step(&mut pki, &RotationStep::Start("r1".to_owned()));
     let mut data = pki.to_secret_data();
     let sa = data.get_mut(&Item::ServiceAccount).unwrap();
     sa.insert(SA_KEY.to_owned(), b"broken".to_vec());
@@ -206,10 +203,16 @@ fn a_replaced_key_keeps_the_name_of_the_last_rotation() {
     let replaced =
         crate::pki::execute(crate::pki::plan(&accepting, &data, t0()).unwrap(), t0()).unwrap();
     assert_ne!(replaced.sa_key_ids().0, pki.sa_key_ids().0, "a new key");
-    assert_eq!(replaced.sa_rotation().phase(), SaPhase::Settled);
+    assert_eq!(replaced.sa_rotation().phase(), RotationPhase::Settled);
     assert_eq!(replaced.sa_rotation().id(), Some("r1"));
     assert_eq!(
-        decide_sa_rotation(replaced.sa_rotation(), rotate("r1"), settled(0), t0(), DAY),
+        decide_rotation(
+            replaced.sa_rotation().stage(),
+            rotate("r1"),
+            settled(0),
+            t0(),
+            DAY
+        ),
         None
     );
 }
