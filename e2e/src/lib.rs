@@ -506,6 +506,57 @@ pub async fn tenant_client(kubeconfig: &str) -> Result<Client> {
     Client::try_from(config).context("building a client for the tenant")
 }
 
+/// Whether `error` says the server closed a kept-alive connection under the request, before any
+/// byte of an answer (hyper: "connection closed before message completed", or a reset). An API
+/// server that stops closes its idle HTTP/1.1 connections, and a request written at that instant
+/// meets the close: HTTP lets a client retry an idempotent request then (RFC 9112, 9.3.1), and
+/// Go's HTTP client (so kubectl, client-go, the kubelet) does so by itself; kube-rs does not. A
+/// refused or failed connect is not this: no hyper connection existed yet.
+pub fn closed_under_request(error: &kube::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            let reset = std::error::Error::source(h)
+                .and_then(|s| s.downcast_ref::<std::io::Error>())
+                .is_some_and(|io| {
+                    matches!(
+                        io.kind(),
+                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                    )
+                });
+            return h.is_incomplete_message() || reset;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// `error` and every error under it, one after the other (kube-rs' own text hides the cause:
+/// "ServiceError: client error (SendRequest)").
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let _ = write!(text, ": {e}");
+        source = e.source();
+    }
+    text
+}
+
+/// Makes the idempotent call `call` as a Go client would: once more, at once, when the server
+/// closed the connection under it (`closed_under_request`). Returns the result and, when it was
+/// made again, the first error (each retry is reported by the tests that count calls).
+pub async fn call_as_go_would<T, F, Fut>(mut call: F) -> (kube::Result<T>, Option<String>)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = kube::Result<T>>,
+{
+    match call().await {
+        Err(e) if closed_under_request(&e) => (call().await, Some(error_chain(&e))),
+        result => (result, None),
+    }
+}
+
 /// The label that makes the API server enforce a Pod Security Standard in a namespace.
 pub const POD_SECURITY_LABEL: &str = "pod-security.kubernetes.io/enforce";
 
@@ -1508,6 +1559,90 @@ mod tests {
             .unwrap();
         assert_eq!(body, "healthy");
         server.await.unwrap();
+    }
+
+    /// Reads one request head from `conn`; false when the client closed it instead.
+    async fn read_request(conn: &mut tokio::net::TcpStream) -> bool {
+        use tokio::io::AsyncReadExt as _;
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match conn.read(&mut byte).await {
+                Ok(1) => head.push(byte[0]),
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    async fn answer(conn: &mut tokio::net::TcpStream) {
+        use tokio::io::AsyncWriteExt as _;
+        conn.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok",
+        )
+        .await
+        .unwrap();
+    }
+
+    fn plain_client(port: u16) -> Client {
+        let url = format!("http://127.0.0.1:{port}").parse().unwrap();
+        Client::try_from(kube::Config::new(url)).unwrap()
+    }
+
+    fn get_version() -> http::Request<Vec<u8>> {
+        http::Request::get("/version").body(Vec::new()).unwrap()
+    }
+
+    /// A server that answers one request on a kept-alive connection and closes it under the
+    /// next, as a stopping API server closes its idle connections: the call is made again, on a
+    /// new connection, and succeeds.
+    #[tokio::test]
+    async fn a_call_the_server_closed_the_connection_under_is_made_again() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut first, _) = listener.accept().await.unwrap();
+            assert!(read_request(&mut first).await);
+            answer(&mut first).await;
+            assert!(
+                read_request(&mut first).await,
+                "the second call reuses the connection"
+            );
+            drop(first);
+            let (mut second, _) = listener.accept().await.unwrap();
+            while read_request(&mut second).await {
+                answer(&mut second).await;
+            }
+        });
+        let client = plain_client(port);
+        assert_eq!(client.request_text(get_version()).await.unwrap(), "ok");
+        let (result, retried) = call_as_go_would(|| client.request_text(get_version())).await;
+        assert_eq!(result.unwrap(), "ok");
+        let first = retried.expect("made again");
+        assert!(
+            first.contains("connection closed before message completed"),
+            "{first}"
+        );
+        drop(client);
+        server.await.unwrap();
+    }
+
+    /// A refused connection is an outage, not a closed connection: not made again.
+    #[tokio::test]
+    async fn a_refused_call_is_not_made_again() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let client = plain_client(port);
+        let mut calls = 0;
+        let (result, retried) = call_as_go_would(|| {
+            calls += 1;
+            client.request_text(get_version())
+        })
+        .await;
+        let err = result.unwrap_err();
+        assert!(!closed_under_request(&err), "{}", error_chain(&err));
+        assert_eq!((calls, retried), (1, None));
     }
 
     #[tokio::test]

@@ -150,21 +150,11 @@ async fn rotation_checks(
     // refused; the pod's calls and the client's go on.
     tokio::time::sleep(Duration::from_secs(60)).await;
     stop.store(true, Ordering::Relaxed);
-    let (ok, failures) = client.await.context("the client task")?;
+    let calls = client.await.context("the client task")?;
     let not_ready = watcher.await.context("the node watch task")?;
     let etcd_during = steps?;
 
-    ensure!(
-        failures.is_empty(),
-        "{} of {} requests of the client set up before the rotation failed: {:?}",
-        failures.len(),
-        ok + failures.len(),
-        failures.iter().take(10).collect::<Vec<_>>()
-    );
-    ensure!(
-        ok > 100,
-        "only {ok} requests through the endpoint were made"
-    );
+    calls.check("requests of the client set up before the rotation")?;
     // etcd was not restarted during the rotation, and all its members were at its end (from
     // then on it trusts the new etcd CA alone).
     let etcd_after = etcd_pods(env).await?;
@@ -177,9 +167,7 @@ async fn rotation_checks(
         "the worker was not Ready during the rotation: {not_ready:?}"
     );
     old_credentials_refused_and_old_cas_gone(env, tcp, scratch, admin, &since, &old_cas).await?;
-    eprintln!(
-        "ca-rotation e2e: {ok} requests of the client of before, none failed; the worker stayed Ready"
-    );
+    eprintln!("ca-rotation e2e: the worker stayed Ready");
     Ok(())
 }
 

@@ -177,21 +177,11 @@ async fn upgrade_checks(
     // Ten more seconds of calls after the last rollout.
     tokio::time::sleep(Duration::from_secs(10)).await;
     stop.store(true, Ordering::Relaxed);
-    let (ok, failures) = client.await.context("the client task")?;
+    let calls = client.await.context("the client task")?;
     let seen = sampler.await.context("the sampler task")?;
     steps?;
 
-    ensure!(
-        failures.is_empty(),
-        "{} of {} requests through the endpoint failed during the upgrade and renewals: {:?}",
-        failures.len(),
-        ok + failures.len(),
-        failures.iter().take(10).collect::<Vec<_>>()
-    );
-    ensure!(
-        ok > 100,
-        "only {ok} requests through the endpoint were made"
-    );
+    calls.check("requests through the endpoint during the upgrade and renewals")?;
     check_pod_poller(admin, &since).await?;
     check_order(&seen)?;
     let renewal_after = next_renewal(env).await?;
@@ -204,10 +194,7 @@ async fn upgrade_checks(
         events.contains(&format!("runs {TO} (was {FROM})")),
         "no Upgraded Event: {events:?}"
     );
-    eprintln!(
-        "upgrade e2e: {ok} requests through the endpoint, none failed; {} samples",
-        seen.len()
-    );
+    eprintln!("upgrade e2e: {} samples", seen.len());
     Ok(())
 }
 
@@ -346,25 +333,66 @@ pub(super) async fn check_pod_poller(admin: &str, since: &str) -> Result<()> {
     Ok(())
 }
 
-/// Lists the tenant's namespaces through its endpoint four times a second until `stop`; returns
-/// the successes and each failure.
-pub(super) fn spawn_client(
-    tenant: Client,
-    stop: Arc<AtomicBool>,
-) -> JoinHandle<(usize, Vec<String>)> {
+/// What the client of `spawn_client` saw.
+#[derive(Debug, Default)]
+pub(super) struct Calls {
+    ok: usize,
+    /// Each failed call: when, and its error with the causes.
+    failures: Vec<String>,
+    /// Calls that succeeded when made again because the server had closed the connection under
+    /// them (`hostplane_e2e::call_as_go_would`): when, and the first error.
+    retried: Vec<String>,
+}
+
+impl Calls {
+    /// No call failed and more than 100 were made; `what` names the calls.
+    pub(super) fn check(&self, what: &str) -> Result<()> {
+        ensure!(
+            self.failures.is_empty(),
+            "{} of {} {what} failed: {:?}",
+            self.failures.len(),
+            self.ok + self.failures.len(),
+            self.failures.iter().take(10).collect::<Vec<_>>()
+        );
+        ensure!(self.ok > 100, "only {} {what} were made", self.ok);
+        eprintln!(
+            "{} {what}, none failed; {} made again after the server closed the connection under \
+             them (as a Go client does): {:?}",
+            self.ok,
+            self.retried.len(),
+            self.retried
+        );
+        Ok(())
+    }
+}
+
+/// Lists the tenant's namespaces through its endpoint four times a second until `stop`.
+pub(super) fn spawn_client(tenant: Client, stop: Arc<AtomicBool>) -> JoinHandle<Calls> {
     let namespaces: Api<Namespace> = Api::all(tenant);
     tokio::spawn(async move {
-        let (mut ok, mut failures) = (0, Vec::new());
+        let mut calls = Calls::default();
+        // A read that reaches etcd, not only the API server.
+        let one = ListParams::default().limit(1);
         while !stop.load(Ordering::Relaxed) {
-            // A read that reaches etcd, not only the API server.
-            let result = namespaces.list(&ListParams::default().limit(1)).await;
-            match result {
-                Ok(_) => ok += 1,
-                Err(e) => failures.push(format!("{:?}: {e}", std::time::SystemTime::now())),
+            let (result, retried) = hostplane_e2e::call_as_go_would(|| namespaces.list(&one)).await;
+            match (result, retried) {
+                (Ok(_), None) => calls.ok += 1,
+                (Ok(_), Some(first)) => {
+                    calls.ok += 1;
+                    calls.retried.push(format!("{}: {first}", time_now()));
+                }
+                (Err(e), first) => calls.failures.push(format!(
+                    "{}: {}{}",
+                    time_now(),
+                    hostplane_e2e::error_chain(&e),
+                    first
+                        .map(|f| format!(" (made again after: {f})"))
+                        .unwrap_or_default()
+                )),
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        (ok, failures)
+        calls
     })
 }
 
@@ -461,11 +489,13 @@ fn spawn_sampler(
             .map(|o| o.stdout)
             .unwrap_or_default();
             let mut status = status.split_whitespace().map(str::to_owned);
-            let (proxy, node) = (daemonsets.get("kube-proxy").await, nodes.get(&node).await);
+            // Like the client's calls: made again when the server closed the connection under one.
+            let (proxy, _) = hostplane_e2e::call_as_go_would(|| daemonsets.get("kube-proxy")).await;
+            let (node, _) = hostplane_e2e::call_as_go_would(|| nodes.get(&node)).await;
             let tenant_error = [proxy.as_ref().err(), node.as_ref().err()]
                 .into_iter()
                 .flatten()
-                .map(ToString::to_string)
+                .map(|e| hostplane_e2e::error_chain(e))
                 .next();
             samples.push(Sample {
                 at: start.elapsed(),
