@@ -15,6 +15,7 @@ use super::inspect::{inspect, pem_to_der};
 use super::issue::CertKeyPair;
 use super::item::Item;
 use super::key::PrivateKey;
+use super::pem_blocks;
 use super::profile::Usage;
 use super::rotation::Rotation;
 use super::sa_keys::{NEXT_KEY, RETIRE_AFTER, ROTATION_ID, parse_rfc3339};
@@ -61,24 +62,6 @@ impl CaRotation {
     }
 }
 
-/// DER of every CERTIFICATE block in `text` (other blocks and garbage are skipped).
-pub(crate) fn parse_certificates(text: &[u8]) -> Vec<Vec<u8>> {
-    pem::parse_many(text)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|p| p.tag() == "CERTIFICATE")
-        .map(pem::Pem::into_contents)
-        .collect()
-}
-
-/// A certificate's PEM (LF line endings).
-pub(crate) fn cert_pem(der: &[u8]) -> String {
-    pem::encode_config(
-        &pem::Pem::new("CERTIFICATE", der.to_vec()),
-        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-    )
-}
-
 /// Reads a rotation's state beside the signing CA `signer`, leniently: what cannot be read of it
 /// is left out (a `next.crt` that is not a CA with its key was never signing; certificates in
 /// `ca.crt` that are not certificates trusted nothing).
@@ -86,7 +69,7 @@ pub(crate) fn load(item: Item, data: &SecretData, signer: &CertKeyPair) -> CaRot
     let next = next_ca(item, data).filter(|next| next.der != signer.der);
     let previous = data
         .get(CA_CRT)
-        .map(|pem| parse_certificates(pem))
+        .map(|pem| pem_blocks::parse(pem, pem_blocks::CERTIFICATE))
         .unwrap_or_default()
         .into_iter()
         .filter(|der| *der != signer.der && next.as_ref().is_none_or(|n| n.der != *der))

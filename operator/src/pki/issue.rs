@@ -10,13 +10,14 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-use super::ca_rotation::{CaRotation, cert_pem, parse_certificates};
+use super::ca_rotation::CaRotation;
 use super::error::PkiError;
 use super::inputs::PkiInputs;
 use super::inputs::RenewalWindow;
 use super::inspect::{inspect, is_signed_by, key_ids};
 use super::item::{ByCa, CaItem, Item, ItemKind};
 use super::key::PrivateKey;
+use super::pem_blocks::{self, CERTIFICATE};
 use super::plan::{CertStep, Plan, SaStep};
 use super::profile::{CertSpec, San, Usage, cert_spec};
 use super::rotation::RotationStep;
@@ -47,10 +48,7 @@ impl CertKeyPair {
     /// The certificate, PEM (LF line endings).
     #[must_use]
     pub fn cert_pem(&self) -> String {
-        pem::encode_config(
-            &pem::Pem::new("CERTIFICATE", self.der.clone()),
-            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-        )
+        pem_blocks::encode(CERTIFICATE, &self.der)
     }
 
     /// The public key pin kubeadm uses for discovery (`--discovery-token-ca-cert-hash`):
@@ -202,13 +200,15 @@ impl Pki {
                 ders.push(old);
             }
         }
-        ders.into_iter().map(cert_pem).collect()
+        ders.into_iter()
+            .map(|der| pem_blocks::encode(CERTIFICATE, der))
+            .collect()
     }
 
     /// The DER of every CA in [`trust_bundle_pem`](Self::trust_bundle_pem).
     #[must_use]
     pub fn trust_bundle(&self, ca: CaItem) -> Vec<Vec<u8>> {
-        parse_certificates(self.trust_bundle_pem(ca).as_bytes())
+        pem_blocks::parse(self.trust_bundle_pem(ca).as_bytes(), CERTIFICATE)
     }
 
     /// `cert` (signed by `issuer`) as PEM, followed by the issuer's certificate signed by the CA
@@ -229,7 +229,7 @@ impl Pki {
             });
         let mut chain = cert.cert_pem();
         if let Some(cross) = cross {
-            chain.push_str(&cert_pem(cross));
+            chain.push_str(&pem_blocks::encode(CERTIFICATE, cross));
         }
         chain
     }

@@ -24,6 +24,7 @@ mod inspect;
 mod issue;
 mod item;
 mod key;
+mod pem_blocks;
 mod plan;
 mod profile;
 mod rotation;

@@ -16,6 +16,7 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 use time::OffsetDateTime;
 
+use super::pem_blocks::{self, PUBLIC_KEY};
 use super::rotation::Rotation;
 
 use super::key::PrivateKey;
@@ -46,23 +47,9 @@ pub fn key_id(spki_der: &[u8]) -> String {
 /// PEM "PUBLIC KEY" blocks of `keys` (SubjectPublicKeyInfo DER), LF line endings.
 pub(crate) fn public_keys_pem<'a>(keys: impl IntoIterator<Item = &'a [u8]>) -> String {
     keys.into_iter().fold(String::new(), |mut out, der| {
-        let block = pem::encode_config(
-            &pem::Pem::new("PUBLIC KEY", der.to_vec()),
-            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-        );
-        let _ = write!(out, "{block}");
+        let _ = write!(out, "{}", pem_blocks::encode(PUBLIC_KEY, der));
         out
     })
-}
-
-/// The DER of every "PUBLIC KEY" block in `text` (other blocks and garbage are skipped).
-pub(crate) fn parse_public_keys(text: &[u8]) -> Vec<Vec<u8>> {
-    pem::parse_many(text)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|p| p.tag() == "PUBLIC KEY")
-        .map(pem::Pem::into_contents)
-        .collect()
 }
 
 /// A time as RFC 3339 (UTC), as the Secret stores it.

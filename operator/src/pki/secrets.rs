@@ -9,9 +9,10 @@ use super::inspect::{CertInfo, inspect, pem_to_der};
 use super::issue::{CertKeyPair, Pki};
 use super::item::{ByCa, Item, ItemKind};
 use super::key::PrivateKey;
+use super::pem_blocks;
 use super::sa_keys::{
-    NEXT_KEY, RETIRE_AFTER, ROTATION_ID, SaRotation, VERIFY_PUB, parse_public_keys, parse_rfc3339,
-    public_keys_pem, rfc3339,
+    NEXT_KEY, RETIRE_AFTER, ROTATION_ID, SaRotation, VERIFY_PUB, parse_rfc3339, public_keys_pem,
+    rfc3339,
 };
 
 /// The data of one Secret, as in `Secret.data` (decoded bytes).
@@ -106,7 +107,7 @@ pub(crate) fn load_service_account(
     ];
     let previous = data
         .get(VERIFY_PUB)
-        .map(|pem| parse_public_keys(pem))
+        .map(|pem| pem_blocks::parse(pem, pem_blocks::PUBLIC_KEY))
         .unwrap_or_default()
         .into_iter()
         .filter(|der| !current.iter().flatten().any(|k| k == der))
@@ -156,7 +157,10 @@ impl Pki {
                     ]);
                 }
                 if let Some(cross) = &rotation.cross {
-                    data.extend([entry(CROSS_CRT, ca_rotation::cert_pem(cross))]);
+                    data.extend([entry(
+                        CROSS_CRT,
+                        pem_blocks::encode(pem_blocks::CERTIFICATE, cross),
+                    )]);
                 }
                 if let Some(id) = &rotation.id {
                     data.extend([entry(ROTATION_ID, id.as_str())]);
