@@ -531,28 +531,19 @@ pub fn closed_under_request(error: &kube::Error) -> bool {
     false
 }
 
-/// `error` and every error under it, one after the other (kube-rs' own text hides the cause:
-/// "ServiceError: client error (SendRequest)").
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let _ = write!(text, ": {e}");
-        source = e.source();
-    }
-    text
-}
-
 /// Makes the idempotent call `call` as a Go client would: once more, at once, when the server
 /// closed the connection under it (`closed_under_request`). Returns the result and, when it was
-/// made again, the first error (each retry is reported by the tests that count calls).
+/// made again, the first error with its causes (each retry is reported by the tests that count
+/// calls).
 pub async fn call_as_go_would<T, F, Fut>(mut call: F) -> (kube::Result<T>, Option<String>)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = kube::Result<T>>,
 {
     match call().await {
-        Err(e) if closed_under_request(&e) => (call().await, Some(error_chain(&e))),
+        Err(e) if closed_under_request(&e) => {
+            (call().await, Some(format!("{:#}", anyhow::Error::new(e))))
+        }
         result => (result, None),
     }
 }
@@ -1641,7 +1632,7 @@ mod tests {
         })
         .await;
         let err = result.unwrap_err();
-        assert!(!closed_under_request(&err), "{}", error_chain(&err));
+        assert!(!closed_under_request(&err), "{err}");
         assert_eq!((calls, retried), (1, None));
     }
 

@@ -382,9 +382,10 @@ pub(super) fn spawn_client(tenant: Client, stop: Arc<AtomicBool>) -> JoinHandle<
                     calls.retried.push(format!("{}: {first}", time_now()));
                 }
                 (Err(e), first) => calls.failures.push(format!(
-                    "{}: {}{}",
+                    "{}: {:#}{}",
                     time_now(),
-                    hostplane_e2e::error_chain(&e),
+                    // With its causes: kube-rs' own text hides them ("client error (SendRequest)").
+                    anyhow::Error::new(e),
                     first
                         .map(|f| format!(" (made again after: {f})"))
                         .unwrap_or_default()
@@ -492,10 +493,14 @@ fn spawn_sampler(
             // Like the client's calls: made again when the server closed the connection under one.
             let (proxy, _) = hostplane_e2e::call_as_go_would(|| daemonsets.get("kube-proxy")).await;
             let (node, _) = hostplane_e2e::call_as_go_would(|| nodes.get(&node)).await;
+            let (proxy, node) = (
+                proxy.map_err(anyhow::Error::new),
+                node.map_err(anyhow::Error::new),
+            );
             let tenant_error = [proxy.as_ref().err(), node.as_ref().err()]
                 .into_iter()
                 .flatten()
-                .map(|e| hostplane_e2e::error_chain(e))
+                .map(|e| format!("{e:#}"))
                 .next();
             samples.push(Sample {
                 at: start.elapsed(),
